@@ -1,0 +1,159 @@
+// Package server wires gild together and runs it: it opens the store named by a URL (SQLite
+// in the data directory by default), builds the control plane, makes the first Owner token
+// on first start, serves the API, and shuts down cleanly when its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gildhq/gild/api"
+	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/store"
+	"github.com/gildhq/gild/store/sqlite"
+
+	// The PostgreSQL backend registers itself for postgres:// URLs.
+	_ "github.com/gildhq/gild/store/postgres"
+)
+
+// Config is what `gild serve` is told.
+type Config struct {
+	// DataDir holds the SQLite database (by default) and admin.token.
+	DataDir string
+	// Addr is the address to listen on, such as 127.0.0.1:8080; port 0 picks a free one.
+	Addr string
+	// StoreURL names the store; empty means SQLite at DataDir/gild.db.
+	StoreURL string
+	Logger   *slog.Logger
+	// Ready, if set, is called with the address being served once the listener is open.
+	Ready func(addr string)
+}
+
+// AdminTokenFile is the name, in the data directory, of the file holding the first Owner token.
+const AdminTokenFile = "admin.token"
+
+// DefaultStoreURL is the SQLite store in dataDir.
+func DefaultStoreURL(dataDir string) string {
+	return sqlite.URL(filepath.Join(dataDir, "gild.db"))
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.DataDir == "" {
+		return errors.New("serve: a data directory is required")
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("serve: data directory: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("serve: create data directory: %w", err)
+	}
+	storeURL := cfg.StoreURL
+	if storeURL == "" {
+		storeURL = DefaultStoreURL(dataDir)
+	}
+	st, err := store.Open(ctx, storeURL)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer st.Close()
+
+	cp, err := controlplane.New(ctx, st, controlplane.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	tokenPath := filepath.Join(dataDir, AdminTokenFile)
+	made, err := cp.Bootstrap(ctx, func(secret string) error { return writeSecret(tokenPath, secret) })
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if made {
+		log.Info("created the first Owner token for /", "file", tokenPath)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve: listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(cp, api.Options{Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go cp.Run(runCtx)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+	log.Info("gild is serving", "url", "http://"+addr, "store", redacted(storeURL))
+	if cfg.Ready != nil {
+		cfg.Ready(addr)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("serve: shut down: %w", err)
+	}
+	log.Info("gild stopped")
+	return nil
+}
+
+// writeSecret writes a secret file atomically with mode 0600: a crash leaves the old file or
+// the new one, never half of one.
+func writeSecret(path, secret string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".admin.token-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.WriteString(secret + "\n"); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// redacted hides a store URL's password for the log.
+func redacted(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return p.Redacted()
+}
