@@ -25,9 +25,9 @@ var layers = map[string]int{
 	"gallery": 2, "compliance": 2, "builder": 2,
 	"controlplane": 4, "vm": 4, "pipeline": 4,
 	"jobs": 5,
-	"api": 6, "web": 6,
-	"server": 7,
-	"cli": 8,
+	"api":  6, "web": 6,
+	"server":   7,
+	"cli":      8,
 	"cmd/gild": 9, "cmd/gild-agent": 9,
 	".": 10, // this package, whose tests look at all the others
 }
