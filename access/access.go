@@ -301,6 +301,7 @@ func outermost(scopes []resource.ID) []resource.ID {
 			out = append(out, s)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out
 }
 
