@@ -41,7 +41,13 @@ type Error struct {
 // keeps the wrapped error reachable through errors.Is and errors.As.
 func Errorf(code, target, format string, args ...any) *Error {
 	err := fmt.Errorf(format, args...)
-	return &Error{Code: code, Target: target, Message: err.Error(), cause: errors.Unwrap(err)}
+	cause := errors.Unwrap(err)
+	if _, multi := err.(interface{ Unwrap() []error }); multi {
+		// Several %w verbs: errors.Unwrap gives nil, so keep the whole error, through
+		// which errors.Is and errors.As reach every wrapped one.
+		cause = err
+	}
+	return &Error{Code: code, Target: target, Message: err.Error(), cause: cause}
 }
 
 func (e *Error) Error() string {
@@ -56,7 +62,7 @@ func (e *Error) Unwrap() error { return e.cause }
 // Is makes errors.Is(err, &Error{Code: c}) match any Error with code c.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code && t.Message == "" && t.Target == ""
+	return ok && t != nil && t.Code == e.Code && t.Message == "" && t.Target == ""
 }
 
 // CodeOf returns the code of the first *Error in err's chain, or "" when there is none.

@@ -62,11 +62,35 @@ func groupRef(r *Resource, path string) (ID, error) {
 	return id, nil
 }
 
+// init makes the zero Hierarchy usable for changes.
+func (h *Hierarchy) init() {
+	if h.groupParent == nil {
+		h.groupParent = map[string]string{}
+	}
+	if h.subGroup == nil {
+		h.subGroup = map[string]string{}
+	}
+	if h.names == nil {
+		h.names = map[string]string{}
+	}
+}
+
 // SetGroup places management group name under parent (a management group ID, or Root). It
-// refuses a cycle and a tree deeper than MaxGroupDepth.
+// refuses an invalid name, a parent that is not a management group, a cycle and a tree
+// deeper than MaxGroupDepth.
 func (h *Hierarchy) SetGroup(name string, parent ID) error {
-	k, pk := strings.ToLower(name), strings.ToLower(parent.ManagementGroup)
 	target := "properties.details.parent.id"
+	if name == "" {
+		return Errorf(CodeInvalidParameter, "name", "a management group needs a name")
+	}
+	if msg := checkScopeName("management group", name); msg != "" {
+		return Errorf(CodeInvalidParameter, "name", "%s", msg)
+	}
+	if k := parent.Kind(); k != KindManagementGroup && k != KindRoot {
+		return Errorf(CodeInvalidRequestContent, target, "the parent of management group %q must be a management group or the root, not %s %s", name, k, parent)
+	}
+	h.init()
+	k, pk := strings.ToLower(name), strings.ToLower(parent.ManagementGroup)
 	for cur, depth := pk, 0; cur != ""; cur, depth = h.groupParent[cur], depth+1 {
 		if cur == k {
 			return Errorf(CodeInvalidRequestContent, target, "management group %q cannot be placed under %q: that would make a cycle", name, parent.ManagementGroup)
@@ -75,7 +99,9 @@ func (h *Hierarchy) SetGroup(name string, parent ID) error {
 			break
 		}
 	}
-	if d := h.depth(pk) + 1 + h.height(k); d > MaxGroupDepth {
+	// depth counts the parent and the groups above it; height counts name and the
+	// levels below it.
+	if d := h.depth(pk) + h.height(k); d > MaxGroupDepth {
 		return Errorf(CodeInvalidRequestContent, target, "placing management group %q under %q makes the tree %d levels deep; at most %d are allowed", name, parent.String(), d, MaxGroupDepth)
 	}
 	h.groupParent[k] = pk
@@ -93,6 +119,7 @@ func (h *Hierarchy) RemoveGroup(name string) { delete(h.groupParent, strings.ToL
 
 // SetSubscription places subscription name in group (a management group ID, or Root).
 func (h *Hierarchy) SetSubscription(name string, group ID) {
+	h.init()
 	h.subGroup[strings.ToLower(name)] = strings.ToLower(group.ManagementGroup)
 	h.names["s:"+strings.ToLower(name)] = name
 	if gk := strings.ToLower(group.ManagementGroup); gk != "" {
@@ -147,7 +174,8 @@ func (h *Hierarchy) Ancestors(id ID) []ID {
 		out = append(out, ManagementGroupID(h.name("g:", group)))
 		group = h.groupParent[group]
 	}
-	if !id.IsRoot() {
+	// A tenant-level resource's own ancestors already end at the root.
+	if !id.IsRoot() && (len(out) == 0 || !out[len(out)-1].IsRoot()) {
 		out = append(out, Root)
 	}
 	return out
@@ -179,8 +207,9 @@ func (h *Hierarchy) Expand(scope ID) []ID {
 	}
 	out := []ID{scope}
 	under := map[string]bool{strings.ToLower(scope.ManagementGroup): true}
-	// Walk down level by level; the depth limit bounds the loop.
-	for level := 0; level <= MaxGroupDepth; level++ {
+	// Walk down level by level until nothing is added; under only grows and is bounded by
+	// the number of groups, so the loop ends even in a tree SetGroup did not build.
+	for {
 		grew := false
 		for child, parent := range h.groupParent {
 			if under[parent] && !under[child] {

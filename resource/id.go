@@ -111,8 +111,10 @@ func (id ID) String() string {
 // Key is the canonical, lower-case form of id: equal IDs have equal keys.
 func (id ID) Key() string { return strings.ToLower(id.String()) }
 
-// Equal reports whether id and other name the same thing, ignoring case as ARM does.
-func (id ID) Equal(other ID) bool { return strings.EqualFold(id.String(), other.String()) }
+// Equal reports whether id and other name the same thing, ignoring case as ARM does. It
+// compares keys, so that Equal and Key always agree (strings.EqualFold and strings.ToLower
+// fold some Unicode letters differently).
+func (id ID) Equal(other ID) bool { return id.Key() == other.Key() }
 
 func (id ID) write(b *strings.Builder) {
 	if id.ManagementGroup != "" {
@@ -207,6 +209,9 @@ func (id ID) Parent() ID {
 		return p
 	}
 	p.Providers = p.Providers[:len(p.Providers)-1]
+	if len(p.Providers) == 0 {
+		p.Providers = nil // the scope, in the same form Parse gives it
+	}
 	return p
 }
 
@@ -221,8 +226,18 @@ func (id ID) Scope() ID {
 // Child returns the ID of the child resource of type typeName ("images") and name under
 // id. When id is a scope, typeName must be qualified ("Microsoft.Compute/galleries") and
 // the child is a top-level resource in that scope; a qualified type under a resource makes
-// an extension resource.
+// an extension resource. A fully qualified nested type ("Microsoft.Compute/galleries/images")
+// names a child of id when id is a resource of the parent type. The scope types give the
+// scopes' own IDs: Root.Child(TypeSubscription, "s") is /subscriptions/s.
 func (id ID) Child(typeName, name string) ID {
+	switch {
+	case id.IsRoot() && strings.EqualFold(typeName, TypeManagementGroup):
+		return ManagementGroupID(name)
+	case id.IsRoot() && strings.EqualFold(typeName, TypeSubscription):
+		return SubscriptionID(name)
+	case id.Kind() == KindSubscription && strings.EqualFold(typeName, TypeResourceGroup):
+		return ResourceGroupID(id.Subscription, name)
+	}
 	c := id.clone()
 	if ns, rest, ok := strings.Cut(typeName, "/"); ok && strings.Contains(ns, ".") {
 		types := strings.Split(rest, "/")
@@ -230,12 +245,14 @@ func (id ID) Child(typeName, name string) ID {
 		// last resource of that namespace when the parent chain matches.
 		if len(types) > 1 && len(c.Providers) > 0 {
 			last := &c.Providers[len(c.Providers)-1]
-			if strings.EqualFold(last.Namespace, ns) && len(last.Types) == len(types)-1 {
+			if strings.EqualFold(last.Namespace, ns) && sameTypes(last.Types, types[:len(types)-1]) {
 				last.Types = append(last.Types, types[len(types)-1])
 				last.Names = append(last.Names, name)
 				return c
 			}
 		}
+		// Otherwise the parents' names are unknown: they stay empty, and the ID does not
+		// parse, rather than guess.
 		names := make([]string, len(types))
 		names[len(names)-1] = name
 		c.Providers = append(c.Providers, Segment{Namespace: ns, Types: types, Names: names})
@@ -278,8 +295,23 @@ func (id ID) Ancestors() []ID {
 	return out
 }
 
+func sameTypes(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !strings.EqualFold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func (id ID) clone() ID {
 	c := id
+	if id.Providers == nil {
+		return c
+	}
 	c.Providers = make([]Segment, len(id.Providers))
 	for i, s := range id.Providers {
 		c.Providers[i] = Segment{

@@ -24,6 +24,9 @@ func Parse(s string) (ID, error) {
 	if err != nil {
 		return ID{}, err
 	}
+	if p.Collection == AllTypes {
+		return ID{}, Errorf(CodeInvalidResourceID, s, "resource ID %q names the list of every resource in %s, not one resource", s, p.ID)
+	}
 	if p.Collection != "" {
 		return ID{}, Errorf(CodeInvalidResourceID, s, "resource ID %q names a collection of %s, not one resource: a name is missing at its end", s, p.Collection)
 	}
@@ -39,6 +42,9 @@ func MustParse(s string) ID {
 	return id
 }
 
+// MaxIDLength is the longest resource ID or path, in bytes, that ParsePath accepts.
+const MaxIDLength = 4096
+
 // ParsePath parses a resource ID or a collection path.
 func ParsePath(s string) (Path, error) {
 	bad := func(format string, args ...any) (Path, error) {
@@ -47,14 +53,19 @@ func ParsePath(s string) (Path, error) {
 	if !strings.HasPrefix(s, "/") {
 		return bad("it must start with '/'")
 	}
-	if len(s) > 4096 {
-		return bad("it is longer than 4096 characters")
+	if len(s) > MaxIDLength {
+		return bad("it is longer than %d characters", MaxIDLength)
 	}
-	rest := strings.TrimPrefix(s, "/")
-	rest = strings.TrimSuffix(rest, "/")
-	if rest == "" {
+	if !utf8.ValidString(s) {
+		// Key lower-cases IDs; invalid bytes would all fold to U+FFFD and make different
+		// IDs share one key.
+		return bad("it is not valid UTF-8")
+	}
+	if s == "/" {
 		return Path{}, nil
 	}
+	// One trailing slash is allowed; "//" is not the root but an empty part.
+	rest := strings.TrimSuffix(s[1:], "/")
 	segs := strings.Split(rest, "/")
 	for i, seg := range segs {
 		if seg == "" {
@@ -78,7 +89,7 @@ func ParsePath(s string) (Path, error) {
 	}
 
 	switch {
-	case strings.EqualFold(peek(), "subscriptions"):
+	case keyword(peek(), "subscriptions"):
 		next()
 		name, ok := next()
 		if !ok {
@@ -88,7 +99,7 @@ func ParsePath(s string) (Path, error) {
 			return bad("%s", err)
 		}
 		id.Subscription = name
-		if strings.EqualFold(peek(), "resourceGroups") {
+		if keyword(peek(), "resourceGroups") {
 			next()
 			rg, ok := next()
 			if !ok {
@@ -99,8 +110,8 @@ func ParsePath(s string) (Path, error) {
 			}
 			id.ResourceGroup = rg
 		}
-	case len(segs) >= 3 && strings.EqualFold(segs[0], "providers") &&
-		strings.EqualFold(segs[1]+"/"+segs[2], TypeManagementGroup):
+	case len(segs) >= 3 && keyword(segs[0], "providers") &&
+		keyword(segs[1]+"/"+segs[2], TypeManagementGroup):
 		i = 3
 		name, ok := next()
 		if !ok {
@@ -110,17 +121,19 @@ func ParsePath(s string) (Path, error) {
 			return bad("%s", err)
 		}
 		id.ManagementGroup = name
+		if w := peek(); keyword(w, "subscriptions") || keyword(w, "resourceGroups") {
+			return bad("%q at part %d cannot follow a management group: a resource lies under a management group or a subscription, not both (a subscription's group is set in the tree, not in its ID)", w, i+1)
+		}
 	}
 
 	for i < len(segs) {
 		word, _ := next()
-		if strings.EqualFold(word, "resources") && i == len(segs) {
-			if len(id.Providers) > 0 {
-				return bad("'resources' lists a scope's resources; it cannot follow a resource")
-			}
+		// Only a scope can be followed by "resources": after a resource, the loop below
+		// reads every word up to the next "providers" as a type or a name.
+		if keyword(word, "resources") && i == len(segs) {
 			return Path{ID: id, Collection: AllTypes}, nil
 		}
-		if !strings.EqualFold(word, "providers") {
+		if !keyword(word, "providers") {
 			return bad("expected 'providers' at part %d, found %q", i, word)
 		}
 		ns, ok := next()
@@ -131,7 +144,7 @@ func ParsePath(s string) (Path, error) {
 			return bad("%q at part %d is not a resource provider namespace (such as Microsoft.Compute)", ns, i)
 		}
 		seg := Segment{Namespace: ns}
-		for i < len(segs) && !strings.EqualFold(peek(), "providers") {
+		for i < len(segs) && !keyword(peek(), "providers") {
 			typ, _ := next()
 			if !validTypeName(typ) {
 				return bad("%q at part %d is not a resource type name", typ, i)
@@ -139,6 +152,10 @@ func ParsePath(s string) (Path, error) {
 			name, ok := next()
 			if !ok {
 				typeName := ns + "/" + strings.Join(append(append([]string(nil), seg.Types...), typ), "/")
+				if len(seg.Types) > 0 {
+					// A child collection (galleries/g/images) lies under its parent resource.
+					id.Providers = append(id.Providers, seg)
+				}
 				return Path{ID: id, Collection: typeName}, nil
 			}
 			if err := checkResourceName(name); err != "" {
@@ -152,10 +169,28 @@ func ParsePath(s string) (Path, error) {
 		}
 		id.Providers = append(id.Providers, seg)
 	}
-	if id.ManagementGroup != "" && id.Subscription != "" {
-		return bad("a resource lies under a management group or a subscription, not both")
-	}
 	return Path{ID: id}, nil
+}
+
+// keyword reports whether word is the ASCII keyword kw in any letter case. Unlike
+// strings.EqualFold it does not take 'ſ' for 's' or 'K' (Kelvin) for 'k'.
+func keyword(word, kw string) bool {
+	if len(word) != len(kw) {
+		return false
+	}
+	for i := 0; i < len(word); i++ {
+		a, b := word[i], kw[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 func validNamespace(s string) bool {
@@ -208,13 +243,13 @@ func checkScopeName(what, name string) string {
 // may narrow them further.
 func checkResourceName(name string) string {
 	if utf8.RuneCountInString(name) > 260 {
-		return "longer than 260 characters"
+		return "it is longer than 260 characters"
 	}
 	if name == "." || name == ".." {
 		return "'.' and '..' are not names"
 	}
 	if strings.TrimSpace(name) != name {
-		return "leading or trailing spaces"
+		return quote(name) + " has leading or trailing spaces"
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) || strings.ContainsRune(`<>%&:\?#*`, r) {

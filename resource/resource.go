@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -50,18 +52,62 @@ const (
 // checked against the body when the body gives them. Every problem found is reported at
 // once, each naming its field.
 func DecodeBody(id ID, body []byte) (*Resource, error) {
-	var r Resource
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return nil, jsonError(body, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, Errorf(CodeInvalidRequestContent, "", "the request body has data after its JSON object")
 	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil || top == nil {
+		return nil, Errorf(CodeInvalidRequestContent, "", "the request body must be a JSON object, not %s", jsonValueKind(raw))
+	}
+
+	var r Resource
 	var errs []*Error
+	// Fields in a fixed order, so that the details come out the same every time.
+	known := make([]string, 0, len(bodyFields))
+	matched := map[string]bool{}
+	for _, f := range bodyFields {
+		known = append(known, f.name)
+		var keys []string
+		for k := range top {
+			if k == f.name || strings.EqualFold(k, f.name) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			matched[k] = true
+		}
+		switch len(keys) {
+		case 0:
+			continue
+		case 1:
+		default:
+			// encoding/json would keep one of them silently, depending on their order.
+			errs = append(errs, Errorf(CodeInvalidRequestContent, f.name, "field %s is given %d times (as %s)", f.name, len(keys), strings.Join(quoteAll(keys), ", ")))
+			continue
+		}
+		errs = append(errs, f.decode(&r, f.name, top[keys[0]])...)
+	}
+	var unknown []string
+	for k := range top {
+		if !matched[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		errs = append(errs, Errorf(CodeInvalidRequestContent, k, "unknown field %q at the top level of the resource; known are %s", k, strings.Join(known, ", ")))
+	}
+
 	if r.ID != "" {
-		if bid, err := Parse(r.ID); err != nil || !bid.Equal(id) {
+		if bid, err := Parse(r.ID); err != nil {
+			errs = append(errs, Errorf(CodeInvalidRequestContent, "id", "id %q in the body is not a valid resource ID: %s", r.ID, messageOf(err)))
+		} else if !bid.Equal(id) {
 			errs = append(errs, Errorf(CodeInvalidRequestContent, "id", "id %q in the body does not match the request path %q", r.ID, id))
 		}
 	}
@@ -72,9 +118,6 @@ func DecodeBody(id ID, body []byte) (*Resource, error) {
 		errs = append(errs, Errorf(CodeInvalidRequestContent, "type", "type %q in the body does not match the request path's type %q", r.Type, id.Type()))
 	}
 	errs = append(errs, checkTags(r.Tags)...)
-	if len(r.Properties) > 0 && !isJSONObjectOrNull(r.Properties) {
-		errs = append(errs, Errorf(CodeInvalidRequestContent, "properties", "properties must be a JSON object"))
-	}
 	if err := Join(CodeInvalidRequestContent, "the request body is invalid", errs); err != nil {
 		return nil, err
 	}
@@ -84,13 +127,167 @@ func DecodeBody(id ID, body []byte) (*Resource, error) {
 	return &r, nil
 }
 
+// bodyField is one top-level field of the envelope and how to decode it.
+type bodyField struct {
+	name   string
+	decode func(r *Resource, name string, raw json.RawMessage) []*Error
+}
+
+var bodyFields = []bodyField{
+	{"id", stringField(func(r *Resource) *string { return &r.ID })},
+	{"name", stringField(func(r *Resource) *string { return &r.Name })},
+	{"type", stringField(func(r *Resource) *string { return &r.Type })},
+	{"kind", stringField(func(r *Resource) *string { return &r.Kind })},
+	{"location", stringField(func(r *Resource) *string { return &r.Location })},
+	{"managedBy", stringField(func(r *Resource) *string { return &r.ManagedBy })},
+	{"tags", decodeTags},
+	{"sku", objectField(func(r *Resource) *json.RawMessage { return &r.SKU })},
+	{"plan", objectField(func(r *Resource) *json.RawMessage { return &r.Plan })},
+	{"identity", objectField(func(r *Resource) *json.RawMessage { return &r.Identity })},
+	{"zones", decodeZones},
+	{"properties", objectField(func(r *Resource) *json.RawMessage { return &r.Properties })},
+	{"etag", stringField(func(r *Resource) *string { return &r.ETag })},
+	{"systemData", decodeSystemData},
+}
+
+func stringField(field func(*Resource) *string) func(*Resource, string, json.RawMessage) []*Error {
+	return func(r *Resource, name string, raw json.RawMessage) []*Error {
+		if err := decodeString(raw, field(r)); err != nil {
+			return []*Error{Errorf(CodeInvalidRequestContent, name, "field %s must be a string, not %s", name, jsonValueKind(raw))}
+		}
+		return nil
+	}
+}
+
+// objectField keeps a JSON object (or null) as it is; its type's service validates it.
+func objectField(field func(*Resource) *json.RawMessage) func(*Resource, string, json.RawMessage) []*Error {
+	return func(r *Resource, name string, raw json.RawMessage) []*Error {
+		if !isJSONObjectOrNull(raw) {
+			return []*Error{Errorf(CodeInvalidRequestContent, name, "%s must be a JSON object, not %s", name, jsonValueKind(raw))}
+		}
+		*field(r) = append(json.RawMessage(nil), raw...)
+		return nil
+	}
+}
+
+func decodeTags(r *Resource, name string, raw json.RawMessage) []*Error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return []*Error{Errorf(CodeInvalidRequestContent, name, "tags must be a JSON object of names to string values, not %s", jsonValueKind(raw))}
+	}
+	if m == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []*Error
+	tags := make(map[string]string, len(m))
+	for _, k := range keys {
+		var v string
+		if err := decodeString(m[k], &v); err != nil {
+			errs = append(errs, Errorf(CodeInvalidRequestContent, tagTarget(k), "tag %q must have a string value, not %s", k, jsonValueKind(m[k])))
+			continue
+		}
+		tags[k] = v
+	}
+	r.Tags = tags
+	return errs
+}
+
+func decodeZones(r *Resource, name string, raw json.RawMessage) []*Error {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return []*Error{Errorf(CodeInvalidRequestContent, name, "zones must be a JSON array of strings, not %s", jsonValueKind(raw))}
+	}
+	if items == nil {
+		return nil
+	}
+	var errs []*Error
+	zones := make([]string, len(items))
+	for i, item := range items {
+		if err := decodeString(item, &zones[i]); err != nil {
+			errs = append(errs, Errorf(CodeInvalidRequestContent, fmt.Sprintf("zones[%d]", i), "zone %d must be a string, not %s", i, jsonValueKind(item)))
+		}
+	}
+	r.Zones = zones
+	return errs
+}
+
+func decodeSystemData(r *Resource, name string, raw json.RawMessage) []*Error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var sd *SystemData
+	err := dec.Decode(&sd)
+	var typ *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		r.SystemData = sd
+		return nil
+	case errors.As(err, &typ) && typ.Field == "":
+		return []*Error{Errorf(CodeInvalidRequestContent, name, "systemData must be a JSON object, not %s", jsonValueKind(raw))}
+	case errors.As(err, &typ):
+		return []*Error{Errorf(CodeInvalidRequestContent, name+"."+typ.Field, "field %s.%s must be %s, not a JSON %s", name, typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)}
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return []*Error{Errorf(CodeInvalidRequestContent, name+"."+f, "unknown field %q in systemData; known are createdBy, createdAt, lastModifiedBy, lastModifiedAt", f)}
+	}
+	return []*Error{Errorf(CodeInvalidRequestContent, name, "systemData is invalid: %s", strings.TrimPrefix(err.Error(), "json: "))}
+}
+
+// decodeString decodes a JSON string, or null as "".
+func decodeString(raw json.RawMessage, s *string) error {
+	return json.Unmarshal(raw, s)
+}
+
+func tagTarget(k string) string { return "tags['" + k + "']" }
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+// jsonValueKind names the kind of a JSON value for a message: "a JSON number".
+func jsonValueKind(raw json.RawMessage) string {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return "nothing"
+	}
+	switch t[0] {
+	case '{':
+		return "a JSON object"
+	case '[':
+		return "a JSON array"
+	case '"':
+		return "a JSON string"
+	case 't', 'f':
+		return "a JSON boolean"
+	case 'n':
+		return "JSON null"
+	}
+	return "a JSON number"
+}
+
 func checkTags(tags map[string]string) []*Error {
 	var errs []*Error
 	if len(tags) > MaxTags {
 		errs = append(errs, Errorf(CodeInvalidRequestContent, "tags", "a resource has at most %d tags; this one has %d", MaxTags, len(tags)))
 	}
-	for k, v := range tags {
-		target := "tags['" + k + "']"
+	// Sorted, so that the details come out in the same order every time.
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := tags[k]
+		target := tagTarget(k)
 		switch {
 		case k == "":
 			errs = append(errs, Errorf(CodeInvalidRequestContent, "tags", "a tag name is empty"))
@@ -111,31 +308,22 @@ func isJSONObjectOrNull(raw json.RawMessage) bool {
 	return len(t) > 0 && (t[0] == '{' || bytes.Equal(t, []byte("null")))
 }
 
-// jsonError turns a decoding error into one that says where the body went wrong.
+// jsonError turns an error from reading the body's JSON value into one that says where the
+// body went wrong.
 func jsonError(body []byte, err error) error {
 	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		line, col := position(body, syn.Offset)
+		// Offset counts the bytes read, the offending one included.
+		line, col := position(body, syn.Offset-1)
 		return Errorf(CodeInvalidRequestContent, "", "the request body is not valid JSON: %v (line %d, column %d)", syn, line, col)
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			field = "(body)"
-		}
-		return Errorf(CodeInvalidRequestContent, field, "field %s must be %s, not a JSON %s", field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	case errors.Is(err, io.EOF):
 		return Errorf(CodeInvalidRequestContent, "", "the request body is empty; a JSON object is needed")
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return Errorf(CodeInvalidRequestContent, "", "the request body is not valid JSON: it ends too early")
+		line, col := position(body, int64(len(body)))
+		return Errorf(CodeInvalidRequestContent, "", "the request body is not valid JSON: it ends too early (line %d, column %d)", line, col)
 	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		f = strings.Trim(f, `"`)
-		return Errorf(CodeInvalidRequestContent, f, "unknown field %q at the top level of the resource; known are id, name, type, kind, location, managedBy, tags, sku, plan, identity, zones, properties, etag", f)
-	}
-	return Errorf(CodeInvalidRequestContent, "", "the request body is not valid: %s", strings.TrimPrefix(msg, "json: "))
+	return Errorf(CodeInvalidRequestContent, "", "the request body is not valid: %s", strings.TrimPrefix(err.Error(), "json: "))
 }
 
 func jsonKind(goKind string) string {
@@ -152,10 +340,9 @@ func jsonKind(goKind string) string {
 	return "a " + goKind
 }
 
+// position gives the 1-based line and column (in bytes) of body[offset].
 func position(body []byte, offset int64) (line, col int) {
-	if offset > int64(len(body)) {
-		offset = int64(len(body))
-	}
+	offset = max(0, min(offset, int64(len(body))))
 	line, col = 1, 1
 	for _, c := range body[:offset] {
 		if c == '\n' {
@@ -181,7 +368,7 @@ func (r *Resource) Clone() *Resource {
 	c.Plan = cloneRaw(r.Plan)
 	c.Identity = cloneRaw(r.Identity)
 	c.Properties = cloneRaw(r.Properties)
-	c.Zones = append([]string(nil), r.Zones...)
+	c.Zones = slices.Clone(r.Zones) // nil stays nil, empty stays empty
 	if r.SystemData != nil {
 		sd := *r.SystemData
 		c.SystemData = &sd
@@ -189,12 +376,7 @@ func (r *Resource) Clone() *Resource {
 	return &c
 }
 
-func cloneRaw(b json.RawMessage) json.RawMessage {
-	if b == nil {
-		return nil
-	}
-	return append(json.RawMessage(nil), b...)
-}
+func cloneRaw(b json.RawMessage) json.RawMessage { return slices.Clone(b) }
 
 // PropertiesMap decodes r's properties into a map, empty when there are none.
 func (r *Resource) PropertiesMap() (map[string]any, error) {
@@ -231,10 +413,13 @@ func lookupFold(m map[string]any, key string) any {
 	if v, ok := m[key]; ok {
 		return v
 	}
-	for k, v := range m {
-		if strings.EqualFold(k, key) {
-			return v
+	// Several keys may match in another case ("Ab", "aB"): take the first in sorted
+	// order, so that the answer does not depend on map order.
+	best, found := "", false
+	for k := range m {
+		if strings.EqualFold(k, key) && (!found || k < best) {
+			best, found = k, true
 		}
 	}
-	return nil
+	return m[best]
 }

@@ -84,6 +84,11 @@ func Types() []string {
 // CheckPlacement reports whether id names a resource of a type gild models, placed where
 // that type may live. The error says what is wrong and, for a misspelt type, the nearest one.
 func CheckPlacement(id ID) error {
+	if id.IsScope() {
+		// The root, management groups, subscriptions and resource groups have IDs of
+		// their own shape, which Parse has already checked.
+		return nil
+	}
 	typ := id.Type()
 	info, ok := LookupType(typ)
 	if !ok {
@@ -93,36 +98,39 @@ func CheckPlacement(id ID) error {
 		}
 		return Errorf(CodeInvalidResourceType, id.String(), msg, typ)
 	}
+	if canon, ok := scopeForm[strings.ToLower(info.Name)]; ok {
+		// "/providers/Microsoft.Resources/subscriptions/s" would be a second ID, with a
+		// second key, for /subscriptions/s.
+		return Errorf(CodeInvalidResourceType, id.String(), "a %s is written %s, not as a provider resource", info.Name, canon)
+	}
 	var where Placement
-	switch id.Kind() {
-	case KindManagementGroup, KindSubscription:
-		return nil
-	case KindResourceGroup:
+	last := id.Providers[len(id.Providers)-1]
+	switch {
+	case len(last.Types) > 1:
+		where = AsChild
+	case len(id.Providers) > 1:
+		where = AsExtension
+	case id.ResourceGroup != "":
+		where = AtResourceGroup
+	case id.Subscription != "":
 		where = AtSubscription
+	case id.ManagementGroup != "":
+		where = AtManagementGroup
 	default:
-		last := id.Providers[len(id.Providers)-1]
-		switch {
-		case len(last.Types) > 1:
-			where = AsChild
-		case len(id.Providers) > 1:
-			where = AsExtension
-		case id.ResourceGroup != "":
-			where = AtResourceGroup
-		case id.Subscription != "":
-			where = AtSubscription
-		case id.ManagementGroup != "":
-			where = AtManagementGroup
-		default:
-			where = AtRoot
-		}
+		where = AtRoot
 	}
 	if info.Placement&where == 0 {
-		return Errorf(CodeInvalidResourceType, id.String(), "a %s cannot live %s", info.Name, placementText(where))
+		return Errorf(CodeInvalidResourceType, id.String(), "a %s cannot live %s; it lives %s", info.Name, placementText(where), allowedPlaces(info.Placement))
 	}
-	if where == AsChild {
-		parentType := id.Parent().Type()
-		if _, ok := LookupType(parentType); !ok {
-			return Errorf(CodeInvalidResourceType, id.String(), "parent type %q of %s is not one gild models", parentType, info.Name)
+	if where == AsChild || where == AsExtension {
+		// The parent or target must itself be a type gild models, placed where it may
+		// live: an image under a gallery at subscription scope is as wrong as the gallery.
+		rel := "parent"
+		if where == AsExtension {
+			rel = "target"
+		}
+		if err := CheckPlacement(id.Parent()); err != nil {
+			return Errorf(CodeInvalidResourceType, id.String(), "the %s %s of this %s is misplaced: %s", rel, id.Parent(), info.Name, messageOf(err))
 		}
 	}
 	if where == AsExtension && len(info.ExtensionOf) > 0 {
@@ -136,6 +144,31 @@ func CheckPlacement(id ID) error {
 		}
 	}
 	return nil
+}
+
+// scopeForm gives the ID shape of each scope type.
+var scopeForm = map[string]string{
+	strings.ToLower(TypeManagementGroup): "/providers/Microsoft.Management/managementGroups/{name}",
+	strings.ToLower(TypeSubscription):    "/subscriptions/{name}",
+	strings.ToLower(TypeResourceGroup):   "/subscriptions/{subscription}/resourceGroups/{name}",
+}
+
+func messageOf(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// allowedPlaces lists the placements in p for messages.
+func allowedPlaces(p Placement) string {
+	var out []string
+	for bit := AtRoot; bit <= AsChild; bit <<= 1 {
+		if p&bit != 0 {
+			out = append(out, placementText(bit))
+		}
+	}
+	return strings.Join(out, " or ")
 }
 
 func placementText(p Placement) string {
@@ -156,9 +189,9 @@ func placementText(p Placement) string {
 }
 
 // nearest returns the candidate closest to s by edit distance, if it is close enough to be
-// a plausible misspelling.
+// a plausible misspelling: a few edits, one more per ten characters.
 func nearest(s string, candidates []string) string {
-	best, bestD := "", len(s)/2+1
+	best, bestD := "", 3+len(s)/10
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
 		if d := editDistance(ls, strings.ToLower(c)); d < bestD {
