@@ -51,10 +51,15 @@ func Errorf(code, target, format string, args ...any) *Error {
 }
 
 func (e *Error) Error() string {
+	s := e.Code + ": " + e.Message
 	if e.Target != "" {
-		return e.Code + ": " + e.Target + ": " + e.Message
+		s = e.Code + ": " + e.Target + ": " + e.Message
 	}
-	return e.Code + ": " + e.Message
+	// Details carry the individual problems of a joined error; a log line should show them.
+	for _, d := range e.Details {
+		s += "; " + d.Error()
+	}
+	return s
 }
 
 func (e *Error) Unwrap() error { return e.cause }
