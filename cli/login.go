@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// config is what `gild login` saves. It keeps the path of the token file, not the token,
+// so that the secret stays in the one file its owner already protects.
+type config struct {
+	Server    string `json:"server"`
+	TokenFile string `json:"tokenFile"`
+}
+
+// configPath is $XDG_CONFIG_HOME/gild/config.json, or ~/.config/gild/config.json.
+func (a *app) configPath() (string, error) {
+	if dir := a.env.Getenv("XDG_CONFIG_HOME"); dir != "" && filepath.IsAbs(dir) {
+		return filepath.Join(dir, "gild", "config.json"), nil
+	}
+	home, err := a.homeDir()
+	if err != nil {
+		return "", fmt.Errorf("find the config file: %w", err)
+	}
+	return filepath.Join(home, ".config", "gild", "config.json"), nil
+}
+
+func (a *app) homeDir() (string, error) {
+	if h := a.env.Getenv("HOME"); h != "" {
+		return h, nil
+	}
+	return os.UserHomeDir()
+}
+
+// loadConfig reads the saved login; a missing file gives a zero config and found=false.
+func (a *app) loadConfig() (cfg config, path string, found bool, err error) {
+	path, err = a.configPath()
+	if err != nil {
+		return config{}, "", false, err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return config{}, path, false, nil
+	}
+	if err != nil {
+		return config{}, path, false, fmt.Errorf("read config: %w", err)
+	}
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return config{}, path, false, fmt.Errorf("read config %s: %w (run gild login again to rewrite it)", path, err)
+	}
+	return cfg, path, true, nil
+}
+
+// saveConfig writes the login atomically, readable by its owner only.
+func saveConfig(path string, cfg config) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	// MkdirAll leaves an existing directory's mode alone; a config directory others can
+	// read would show where the token lives.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save config: %w", err)
+	}
+	return writeFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename, so a crash
+// leaves the old file or the new one, and the file never exists with a wider mode.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readTokenFile reads a token from a file holding it alone (whitespace around it is ignored).
+func readTokenFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("read token file %s: it is empty", path)
+	}
+	if strings.ContainsAny(tok, " \t\r\n") {
+		return "", fmt.Errorf("read token file %s: it must hold one token and nothing else", path)
+	}
+	return tok, nil
+}
+
+// client builds the API client from, in order of precedence, the --server and --token-file
+// flags, $GILD_SERVER and $GILD_TOKEN, and the saved login.
+func (a *app) client() (*Client, error) {
+	server := a.server
+	if server == "" {
+		server = a.env.Getenv("GILD_SERVER")
+	}
+	var token string
+	if a.tokenFile != "" {
+		t, err := readTokenFile(a.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		token = t
+	} else if t := strings.TrimSpace(a.env.Getenv("GILD_TOKEN")); t != "" {
+		token = t
+	}
+	if server == "" || token == "" {
+		cfg, path, found, err := a.loadConfig()
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("not logged in (no %s): run gild login --server URL --token-file FILE, or set GILD_SERVER and GILD_TOKEN", path)
+		}
+		if server == "" {
+			server = cfg.Server
+		}
+		if token == "" {
+			if cfg.TokenFile == "" {
+				return nil, fmt.Errorf("the config %s names no token file: run gild login again", path)
+			}
+			t, err := readTokenFile(cfg.TokenFile)
+			if err != nil {
+				return nil, fmt.Errorf("%w (saved by gild login in %s)", err, path)
+			}
+			token = t
+		}
+		if server == "" {
+			return nil, fmt.Errorf("the config %s names no server: run gild login again", path)
+		}
+	}
+	return NewClient(server, token)
+}
+
+func (a *app) loginCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "login --server URL --token-file FILE",
+		Short: "Check a server and token, and save them for the other commands",
+		Long: `login calls the server with the token to check both, then saves the server URL and
+the token file's absolute path (not the token) in $XDG_CONFIG_HOME/gild/config.json
+(~/.config/gild/config.json by default), readable only by you.
+
+Other commands use the saved login unless --server, --token-file, $GILD_SERVER or
+$GILD_TOKEN (the token itself) say otherwise.`,
+		Example: "  gild login --server http://127.0.0.1:8080 --token-file ~/.local/share/gild/admin.token",
+		Args:    a.exactArgs(0, "no arguments"),
+	}
+	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
+		if a.server == "" || a.tokenFile == "" {
+			return usageErrorf("gild login needs both --server URL and --token-file FILE")
+		}
+		tokenFile, err := filepath.Abs(a.tokenFile)
+		if err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		c, err := a.client()
+		if err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		// Listing tokens works for any valid token: everyone may see their own.
+		var tokens struct {
+			Value []json.RawMessage `json:"value"`
+		}
+		if _, err := c.getJSON(cmd.Context(), "/providers/Gild.Identity/tokens", nil, &tokens); err != nil {
+			var ae *APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+				return fmt.Errorf("login: the server refused the token in %s: %w", tokenFile, err)
+			}
+			return fmt.Errorf("login: %w", err)
+		}
+		cfg := config{Server: c.base.String(), TokenFile: tokenFile}
+		path, err := a.configPath()
+		if err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		if err := saveConfig(path, cfg); err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+		if a.output == outputJSON {
+			return writeJSON(a.env.Stdout, map[string]string{"server": cfg.Server, "tokenFile": cfg.TokenFile, "config": path})
+		}
+		fmt.Fprintf(a.env.Stdout, "Logged in to %s.\nSaved the server and the token file's path in %s.\n", cfg.Server, path)
+		return nil
+	})
+	return cmd
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gildhq/gild/server"
+)
+
+// defaultDataDir is $GILD_DATA, or ~/.local/share/gild as the XDG base directory
+// specification places user data.
+func (a *app) defaultDataDir() (string, error) {
+	if d := a.env.Getenv("GILD_DATA"); d != "" {
+		return d, nil
+	}
+	home, err := a.homeDir()
+	if err != nil {
+		return "", fmt.Errorf("find the data directory: %w (use --data DIR or $GILD_DATA)", err)
+	}
+	return filepath.Join(home, ".local", "share", "gild"), nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, usageErrorf("invalid --log-level %q: use debug, info, warn or error", s)
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var dataDir, addr, storeURL, logLevel string
+	cmd := &cobra.Command{
+		Use:   "serve [--data DIR] [--addr 127.0.0.1:8080] [--store URL]",
+		Short: "Run the gild server",
+		Long: `serve runs the API until it receives SIGINT or SIGTERM.
+
+Its data directory (--data, else $GILD_DATA, else ~/.local/share/gild) holds the SQLite
+store by default and admin.token: on first start, serve creates an Owner token for the
+whole tree and writes it there, readable by you only. --store postgres://... keeps the
+resources in PostgreSQL instead.`,
+		Example: `  gild serve
+  gild serve --data /var/lib/gild --addr 0.0.0.0:8080
+  gild serve --store 'postgres://gild@db.internal/gild?sslmode=require'`,
+		Args: a.exactArgs(0, "no arguments"),
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "data directory (default $GILD_DATA or ~/.local/share/gild)")
+	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&storeURL, "store", "", "store URL such as postgres://USER@HOST/DB (default SQLite in the data directory)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
+		level, err := parseLogLevel(logLevel)
+		if err != nil {
+			return err
+		}
+		if dataDir == "" {
+			if dataDir, err = a.defaultDataDir(); err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+		}
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return fmt.Errorf("serve: create data directory: %w", err)
+		}
+		log := slog.New(slog.NewTextHandler(a.env.Stderr, &slog.HandlerOptions{Level: level}))
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log})
+	})
+	return cmd
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# demo.sh start|stop: run a gild demo server on 127.0.0.1:8080 with data in .data/demo and
+# seed it with a sample hierarchy through the CLI. Called by `make demo` and `make demo-stop`;
+# expects bin/gild to be built. Safe to run again: it stops the previous demo server first
+# and every seeding step is a PUT, which creates or replaces.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+data=$root/.data/demo
+host=127.0.0.1
+port=8080
+url=http://$host:$port
+pidfile=$data/server.pid
+log=$data/server.log
+gild=$root/bin/gild
+# The api-version the CLI sends, for the curl example.
+api_version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' api/api.go)
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+# demo_pid prints the pid of the running demo server, if there is one. The pid file alone
+# is not proof: after a reboot the number may belong to another program.
+demo_pid() {
+  [[ -f $pidfile ]] || return 1
+  local pid
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "gild serve --data $data" || return 1
+  printf '%s\n' "$pid"
+}
+
+stop() {
+  local pid
+  if ! pid=$(demo_pid); then
+    rm -f "$pidfile"
+    say "No demo server is running."
+    return 0
+  fi
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do
+    [[ -d /proc/$pid ]] || break
+    sleep 0.1
+  done
+  if [[ -d /proc/$pid ]]; then
+    die "the demo server (pid $pid) did not stop within 10 s; see $log"
+  fi
+  rm -f "$pidfile"
+  say "Stopped the demo server (pid $pid)."
+}
+
+# port_open reports whether something accepts connections on the demo port.
+port_open() {
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+
+# healthy reports whether the server answers /healthz with 200.
+# It speaks HTTP through bash's /dev/tcp so the demo needs no curl.
+healthy() {
+  (
+    exec 3<>"/dev/tcp/$host/$port"
+    printf 'GET /healthz HTTP/1.0\r\nHost: %s:%s\r\n\r\n' "$host" "$port" >&3
+    IFS= read -r -t 2 status <&3
+    [[ $status == "HTTP/1."[01]" 200"* ]]
+  ) 2>/dev/null
+}
+
+# put PUTs a JSON body (from stdin) at an ID and prints one line about it.
+put() {
+  local id=$1 out
+  out=$("$gild" put "$id" -f -) || die "seeding $id failed (see the message above)"
+  say "  ${out%%$'\n'*}"
+}
+
+start() {
+  [[ -x $gild ]] || die "$gild is missing: run make build"
+  mkdir -p "$data"
+  chmod 700 "$data"
+  if demo_pid >/dev/null; then
+    say "Stopping the previous demo server..."
+    stop
+  fi
+  if port_open; then
+    die "port $port on $host is already in use by another program, so the demo server cannot start there. Stop that program (see: ss -ltnp 'sport = :$port') and run make demo again."
+  fi
+
+  say "Starting gild on $url (data in .data/demo, log in .data/demo/server.log)..."
+  nohup "$gild" serve --data "$data" --addr "$host:$port" </dev/null >>"$log" 2>&1 &
+  echo $! >"$pidfile"
+  local pid
+  pid=$(<"$pidfile")
+  for _ in $(seq 1 150); do
+    healthy && break
+    if ! [[ -d /proc/$pid ]]; then
+      tail -n 20 "$log" >&2 || true
+      die "the server exited during start-up; its log is above and in $log"
+    fi
+    sleep 0.2
+  done
+  healthy || die "the server did not answer $url/healthz within 30 s; see $log"
+
+  # The example commands below should work as printed, so the demo logs this CLI in.
+  "$gild" login --server "$url" --token-file "$data/admin.token" >/dev/null ||
+    die "gild login with $data/admin.token failed"
+  say "Logged the CLI in to $url with the admin token."
+
+  say "Seeding the sample hierarchy:"
+  local mg=/providers/Microsoft.Management/managementGroups
+  put "$mg/contoso" <<<'{"properties": {"displayName": "Contoso"}}'
+  put "$mg/contoso-teams" <<<"{\"properties\": {\"displayName\": \"Contoso teams\", \"details\": {\"parent\": {\"id\": \"$mg/contoso\"}}}}"
+  local sub rg
+  for sub in payments search; do
+    put "/subscriptions/$sub" <<<"{\"properties\": {\"displayName\": \"$sub\", \"managementGroupId\": \"$mg/contoso-teams\"}}"
+    for rg in prod dev; do
+      put "/subscriptions/$sub/resourceGroups/$rg" <<<'{"location": "local"}'
+    done
+  done
+  put /subscriptions/payments/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/api-1 <<'EOF'
+{
+  "location": "local",
+  "tags": {"serviceModel": "cattle"},
+  "properties": {
+    "hardwareProfile": {"vmSize": "Standard_B2s"},
+    "storageProfile": {
+      "imageReference": {"publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"}
+    }
+  }
+}
+EOF
+
+  # A Reader token for the payments team; one from an earlier run is kept while it works.
+  local reader=$data/payments-reader.token
+  if [[ -s $reader ]] && GILD_TOKEN=$(<"$reader") "$gild" get /subscriptions/payments >/dev/null 2>&1; then
+    say "Kept the Reader token for /subscriptions/payments in .data/demo/payments-reader.token."
+  else
+    "$gild" token create --role Reader --scope /subscriptions/payments \
+      --description "demo: payments team, read-only" --secret-file "$reader" >/dev/null ||
+      die "creating the payments Reader token failed"
+    say "Created a Reader token for /subscriptions/payments in .data/demo/payments-reader.token."
+  fi
+
+  cat <<EOF
+
+gild is running at $url (pid $pid).
+  admin token (Owner of /):          .data/demo/admin.token
+  payments team token (Reader):      .data/demo/payments-reader.token
+  server log:                        .data/demo/server.log
+
+Try:
+  bin/gild list / --type Microsoft.Resources/subscriptions
+  bin/gild list / --type Microsoft.Management/managementGroups
+  bin/gild list /subscriptions/payments --type Microsoft.Resources/resourceGroups
+  bin/gild get /subscriptions/payments/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/api-1
+  bin/gild list /providers/Microsoft.Management/managementGroups/contoso -o json
+  bin/gild role list
+  bin/gild audit --top 20
+  GILD_TOKEN=\$(cat .data/demo/payments-reader.token) bin/gild list /     # the payments team sees only its own
+  curl -H "Authorization: Bearer \$(cat .data/demo/admin.token)" '$url/subscriptions?api-version=$api_version'
+
+Stop the server with: make demo-stop
+EOF
+}
+
+case ${1:-start} in
+  start) start ;;
+  stop) stop ;;
+  *) die "usage: scripts/demo.sh start|stop" ;;
+esac
