@@ -83,24 +83,29 @@ func (s session) stmt(ctx context.Context, query string) *sql.Stmt {
 	return nil
 }
 
+// plain is where a query without a prepared statement runs.
+func (s session) plain() interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+} {
+	if s.tx != nil {
+		return s.tx
+	}
+	return s.db.read
+}
+
 func (s session) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := s.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	if s.tx != nil {
-		return s.tx.QueryRowContext(ctx, s.db.bind(query), args...)
-	}
-	return s.db.read.QueryRowContext(ctx, s.db.bind(query), args...)
+	return s.plain().QueryRowContext(ctx, s.db.bind(query), args...)
 }
 
 func (s session) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if st := s.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	if s.tx != nil {
-		return s.tx.QueryContext(ctx, s.db.bind(query), args...)
-	}
-	return s.db.read.QueryContext(ctx, s.db.bind(query), args...)
+	return s.plain().QueryContext(ctx, s.db.bind(query), args...)
 }
 
 func (s session) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {

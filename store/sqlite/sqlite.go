@@ -33,8 +33,9 @@ var migrations embed.FS
 // NORMAL fsyncs only at checkpoints and may lose the last commits before the crash, though
 // never the file's integrity. FULL was to be kept if Put still managed about 5,000/s with
 // it; on the project's 2-core VM (ext4, an fsync costs ~0.23 ms) BenchmarkPut measured
-// FULL at 2,600-2,800 puts/s and NORMAL at 7,000-8,500 puts/s, so NORMAL it is. An
-// operator who wants FULL's guarantee writes ?synchronous=full in the store URL.
+// FULL at 2,000-2,800 puts/s and NORMAL at 5,100-9,000 (mostly 7,000-8,500) over several
+// runs, so NORMAL it is. An operator who wants FULL's guarantee writes ?synchronous=full
+// in the store URL.
 const defaultSynchronous = "NORMAL"
 
 // busyTimeoutMS is how long a connection waits for another process's lock before giving
