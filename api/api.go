@@ -108,6 +108,7 @@ var apiVersionPattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
 // Namespaces of gild's own endpoints that look like ARM collections.
 const (
 	typeTokens          = "Gild.Identity/tokens"
+	typeSelf            = "Gild.Identity/self"
 	typeAuditEvents     = "Gild.Audit/events"
 	typeRoleDefinitions = "Microsoft.Authorization/roleDefinitions"
 )
@@ -129,6 +130,12 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case strings.EqualFold(path.Collection, typeSelf) && path.ID.IsRoot():
+		if r.Method != http.MethodGet {
+			s.writeError(w, r, methodNotAllowed(r, "GET"))
+			return
+		}
+		s.writeJSON(w, http.StatusOK, s.cp.Whoami(caller))
 	case strings.EqualFold(path.Collection, typeAuditEvents):
 		s.auditLog(w, r, caller, path.ID)
 	case strings.EqualFold(path.Collection, typeTokens) || strings.EqualFold(path.ID.Type(), typeTokens):
@@ -292,7 +299,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c controlplane.Cal
 		out.Value = []*resource.Resource{}
 	}
 	if page.Next != "" {
-		out.NextLink = nextLink(r, page.Next)
+		out.NextLink = nextLink(r, "$skipToken", page.Next)
 	}
 	s.writeJSON(w, http.StatusOK, out)
 }
@@ -303,13 +310,14 @@ type listBody struct {
 }
 
 // nextLink is the absolute URL of the next page, as ARM clients expect.
-func nextLink(r *http.Request, cursor string) string {
+// The request's other query parameters are kept; param is set to cursor.
+func nextLink(r *http.Request, param, cursor string) string {
 	u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
 	if r.TLS != nil {
 		u.Scheme = "https"
 	}
 	q := r.URL.Query()
-	q.Set("$skipToken", cursor)
+	q.Set(param, cursor)
 	u.RawQuery = q.Encode()
 	return u.String()
 }
@@ -360,13 +368,26 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request, c controlplane
 		}
 		aq.Since = t
 	}
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			s.writeError(w, r, resource.Errorf(resource.CodeInvalidParameter, "after", "after must be an audit sequence number, not %q", v))
-			return
+	for _, bound := range []struct {
+		name string
+		dst  *int64
+	}{{"after", &aq.After}, {"before", &aq.Before}} {
+		if v := q.Get(bound.name); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				s.writeError(w, r, resource.Errorf(resource.CodeInvalidParameter, bound.name, "%s must be an audit sequence number, not %q", bound.name, v))
+				return
+			}
+			*bound.dst = n
 		}
-		aq.After = n
+	}
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		aq.Newest = true
+	default:
+		s.writeError(w, r, resource.Errorf(resource.CodeInvalidParameter, "order", "order must be oldest (the default, for following the log) or newest, not %q", q.Get("order")))
+		return
 	}
 	entries, err := s.cp.AuditLog(r.Context(), c, scope, aq)
 	if err != nil {
@@ -378,7 +399,16 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request, c controlplane
 		out[i] = auditEvent{Seq: e.Seq, At: e.At, Principal: e.Principal, Action: e.Action, ResourceID: e.ResourceID,
 			Type: e.Type, BeforeETag: e.BeforeETag, AfterETag: e.AfterETag, Detail: e.Detail}
 	}
-	s.writeJSON(w, http.StatusOK, map[string]any{"value": out})
+	body := map[string]any{"value": out}
+	if len(entries) == aq.Limit {
+		// A full page may have more behind it: continue from its last entry.
+		cursor, last := "after", entries[len(entries)-1].Seq
+		if aq.Newest {
+			cursor = "before"
+		}
+		body["nextLink"] = nextLink(r, cursor, strconv.FormatInt(last, 10))
+	}
+	s.writeJSON(w, http.StatusOK, body)
 }
 
 type auditEvent struct {

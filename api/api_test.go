@@ -521,3 +521,65 @@ func TestListPaging(t *testing.T) {
 		t.Fatalf("listed %d VMs in %d pages, want 26 in 3", len(seen), pages)
 	}
 }
+
+func TestAuditPagingAndWhoami(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	// Newest first, two at a time, following nextLink back to the first entry.
+	var seqs []float64
+	next := "/providers/Gild.Audit/events?order=newest&$top=2"
+	for pages := 0; next != ""; pages++ {
+		if pages > 20 {
+			t.Fatal("audit paging does not end")
+		}
+		r := e.must(e.admin, "GET", next, nil, 200)
+		for _, v := range r.body["value"].([]any) {
+			seqs = append(seqs, v.(map[string]any)["seq"].(float64))
+		}
+		link, _ := r.body["nextLink"].(string)
+		next = strings.TrimPrefix(link, e.url)
+	}
+	// The seed wrote 7 resources after the first token and its role assignment.
+	if len(seqs) != 9 {
+		t.Fatalf("paged through %d audit entries, want 9: %v", len(seqs), seqs)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] >= seqs[i-1] {
+			t.Fatalf("not newest first: %v", seqs)
+		}
+	}
+	if r := e.do(e.admin, "GET", "/providers/Gild.Audit/events?order=sideways", nil); r.status != 400 || r.errField("target") != "order" {
+		t.Fatalf("bad order: %d %s", r.status, r.raw)
+	}
+
+	me := e.must(e.admin, "GET", "/providers/Gild.Identity/self", nil, 200)
+	if me.body["principalId"] != controlplane.AdminPrincipal || len(me.body["roleAssignments"].([]any)) != 1 {
+		t.Fatalf("whoami: %s", me.raw)
+	}
+	// Revoking a token takes the role assignment made with it away.
+	created := e.must(e.admin, "POST", "/providers/Gild.Identity/tokens", map[string]any{"role": "Reader", "scope": subPay}, 201)
+	reader := created.body["token"].(string)
+	raID := created.body["roleAssignmentId"].(string)
+	if got := e.must(reader, "GET", "/providers/Gild.Identity/self", nil, 200); got.body["tokenId"] != created.body["id"] {
+		t.Fatalf("reader whoami: %s", got.raw)
+	}
+	e.must(e.admin, "DELETE", "/providers/Gild.Identity/tokens/"+created.body["id"].(string), nil, 200)
+	e.must(e.admin, "GET", raID, nil, 404)
+	if r := e.do(reader, "GET", vmPay, nil); r.status != 401 {
+		t.Fatalf("revoked token: %d %s", r.status, r.raw)
+	}
+}
+
+func TestErrorWording(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	r := e.do(e.admin, "PUT", vmPay, vmBody("Debian"), "If-Match", `"1"`)
+	msg := r.errField("message")
+	if r.status != 409 || !strings.Contains(msg, "ETag") || strings.Contains(msg, "store:") {
+		t.Fatalf("stale ETag: %d %q", r.status, msg)
+	}
+	r = e.do(e.admin, "GET", subPay+"/providers/Microsoft.Compute/virtualMachinez", nil)
+	if r.status != 400 || r.errField("target") != subPay+"/providers/Microsoft.Compute/virtualMachinez" || !strings.Contains(r.errField("message"), "virtualMachines") {
+		t.Fatalf("list of a misspelt type: %d %s", r.status, r.raw)
+	}
+}

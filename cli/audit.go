@@ -13,11 +13,13 @@ import (
 func (a *app) auditCommand() *cobra.Command {
 	var since string
 	var top int
+	var oldest bool
 	cmd := &cobra.Command{
 		Use:   "audit [SCOPE] [--since TIME] [--top N]",
 		Short: "Show the audit log of a scope (owners only)",
-		Long: `audit shows every write recorded inside SCOPE (default /): who did what to which
-resource, when, and its ETag before and after. Reading it needs the Owner role there.`,
+		Long: `audit shows the writes recorded inside SCOPE (default /): who did what to which
+resource, when, and its ETag before and after, newest first (--oldest to start from the
+beginning). Reading it needs the Owner role there.`,
 		Example: `  gild audit
   gild audit /subscriptions/payments --since 2026-01-01T00:00:00Z
   gild audit --top 20 -o json`,
@@ -25,6 +27,7 @@ resource, when, and its ETag before and after. Reading it needs the Owner role t
 	}
 	cmd.Flags().StringVar(&since, "since", "", "only entries at or after this RFC 3339 time, such as 2026-01-02T15:04:05Z")
 	cmd.Flags().IntVar(&top, "top", 0, "at most N entries (the server's default is 1000)")
+	cmd.Flags().BoolVar(&oldest, "oldest", false, "list from the oldest entry on instead of the newest back")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
 		scope := "/"
 		if len(args) == 1 {
@@ -35,6 +38,10 @@ resource, when, and its ETag before and after. Reading it needs the Owner role t
 			return usageErrorf("scope: %s", messageOf(err))
 		}
 		q := url.Values{}
+		q.Set("order", "newest")
+		if oldest {
+			q.Set("order", "oldest")
+		}
 		if since != "" {
 			if _, err := time.Parse(time.RFC3339, since); err != nil {
 				return usageErrorf("--since %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", since)

@@ -564,8 +564,12 @@ func TestAudit(t *testing.T) {
 	if !patch {
 		t.Errorf("audit of payments lacks the PATCH of %s with both ETags: %+v", vmAPI1, a.Value)
 	}
-	if a := decode[auditJSON](t, h.ok("", "audit", "--top", "2", "-o", "json").stdout); len(a.Value) != 2 {
-		t.Errorf("audit --top 2 gave %d entries", len(a.Value))
+	newest := decode[auditJSON](t, h.ok("", "audit", "--top", "2", "-o", "json").stdout)
+	if len(newest.Value) != 2 || newest.Value[0].Action != "PATCH" || newest.Value[0].Seq <= newest.Value[1].Seq {
+		t.Errorf("audit --top 2 should give the 2 newest entries, newest first: %+v", newest.Value)
+	}
+	if a := decode[auditJSON](t, h.ok("", "audit", "--top", "2", "--oldest", "-o", "json").stdout); len(a.Value) != 2 || a.Value[0].Action != "token/create" {
+		t.Errorf("audit --oldest --top 2 should start with the first token: %+v", a.Value)
 	}
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	if a := decode[auditJSON](t, h.ok("", "audit", "--since", future, "-o", "json").stdout); len(a.Value) != 0 {

@@ -25,6 +25,8 @@ const SystemPrincipal = "system"
 // Caller is who asks: a principal and where the request came from.
 type Caller struct {
 	PrincipalID string
+	// TokenID is the token the caller authenticated with, if any.
+	TokenID string
 	// System callers are gild itself; they pass every access check.
 	System bool
 	// Detail is kept in the audit log with each write (the client's address, say).
@@ -277,12 +279,14 @@ func storeErr(id resource.ID, err error) error {
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return notFound(id)
-	case errors.Is(err, store.ErrPrecondition):
-		return resource.Errorf(resource.CodePreconditionFailed, id.String(), "the resource changed since it was read (ETag mismatch): %w", err)
 	}
 	var re *resource.Error
 	if errors.As(err, &re) {
-		return err
+		if re.Code == resource.CodePreconditionFailed {
+			// The store's own words name both ETags; the operation prefix is for logs.
+			return resource.Errorf(re.Code, re.Target, "the resource changed since it was read: %s", re.Message)
+		}
+		return re
 	}
 	return fmt.Errorf("%s: %w", id, err)
 }

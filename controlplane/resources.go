@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -42,9 +43,14 @@ func (s *Service) List(ctx context.Context, c Caller, req ListRequest) (store.Pa
 	if typ == resource.AllTypes {
 		typ = ""
 	} else if _, ok := resource.LookupType(typ); !ok {
-		if err := resource.CheckPlacement(scope.Child(typ, "x")); err != nil {
-			return store.Page{}, err
+		// Let the placement check word the error (with its suggestion), about the list.
+		err := resource.CheckPlacement(scope.Child(typ, "x"))
+		var re *resource.Error
+		if errors.As(err, &re) {
+			re.Target = scope.String() + "/providers/" + typ
+			return store.Page{}, re
 		}
+		return store.Page{}, resource.Errorf(resource.CodeInvalidResourceType, typ, "resource type %q is not one gild models", typ)
 	}
 	snap := s.snap.Load()
 	var scopes []resource.ID

@@ -73,7 +73,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Caller, erro
 	if !e.token.Active(now) {
 		return Caller{}, fail
 	}
-	return Caller{PrincipalID: e.token.PrincipalID}, nil
+	return Caller{PrincipalID: e.token.PrincipalID, TokenID: e.token.ID}, nil
 }
 
 // TokenRequest asks for a new token.
@@ -288,9 +288,30 @@ func (s *Service) RevokeToken(ctx context.Context, c Caller, id string) error {
 		return resource.Errorf(resource.CodeNotFound, id, "token %q was not found", id)
 	}
 	now := s.now().UTC()
+	// The role assignment made with the token goes with it: otherwise it would apply again
+	// to the next token minted for the same principal.
+	var granted []access.Assignment
+	for _, a := range s.snap.Load().grants.Of(t.PrincipalID) {
+		if strings.EqualFold(a.ID.Name(), t.ID) {
+			granted = append(granted, a)
+		}
+	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.RevokeToken(ctx, id, now); err != nil {
 			return err
+		}
+		for _, a := range granted {
+			old, err := tx.Delete(ctx, a.ID, store.Precondition{})
+			if store.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.Audit(ctx, store.AuditEntry{At: now, Principal: c.PrincipalID, Action: "DELETE", ResourceID: old.ID, Type: old.Type,
+				BeforeETag: old.ETag, Detail: strings.TrimSpace(c.Detail + " (with token " + id + ")")}); err != nil {
+				return err
+			}
 		}
 		return tx.Audit(ctx, store.AuditEntry{At: now, Principal: c.PrincipalID, Action: "token/revoke",
 			ResourceID: "/providers/Gild.Identity/tokens/" + id, Type: "Gild.Identity/tokens", Detail: c.Detail})
@@ -301,7 +322,35 @@ func (s *Service) RevokeToken(ctx context.Context, c Caller, id string) error {
 	s.tokens.mu.Lock()
 	s.tokens.entries = map[string]tokenEntry{}
 	s.tokens.mu.Unlock()
+	if len(granted) > 0 {
+		if err := s.refresh(ctx); err != nil {
+			s.log.Warn("refresh after revoke", "token", id, "err", err)
+		}
+	}
 	return nil
+}
+
+// Identity is who a caller is and what it holds.
+type Identity struct {
+	PrincipalID     string            `json:"principalId"`
+	TokenID         string            `json:"tokenId,omitempty"`
+	RoleAssignments []AssignmentBrief `json:"roleAssignments"`
+}
+
+// AssignmentBrief is one role assignment of a principal.
+type AssignmentBrief struct {
+	ID    string `json:"id"`
+	Role  string `json:"role"`
+	Scope string `json:"scope"`
+}
+
+// Whoami tells the caller who it is and which roles it holds where.
+func (s *Service) Whoami(c Caller) Identity {
+	id := Identity{PrincipalID: c.PrincipalID, TokenID: c.TokenID, RoleAssignments: []AssignmentBrief{}}
+	for _, a := range s.snap.Load().grants.Of(c.PrincipalID) {
+		id.RoleAssignments = append(id.RoleAssignments, AssignmentBrief{ID: a.ID.String(), Role: a.Role.Name, Scope: a.Scope.String()})
+	}
+	return id
 }
 
 // AdminPrincipal is the principal of the token made on first start.

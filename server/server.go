@@ -61,6 +61,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("serve: create data directory: %w", err)
 	}
+	// Take the address first: a port in use should fail before anything is created.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve: listen: %w", err)
+	}
+	defer ln.Close()
 	storeURL := cfg.StoreURL
 	if storeURL == "" {
 		storeURL = DefaultStoreURL(dataDir)
@@ -84,10 +90,6 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("created the first Owner token for /", "file", tokenPath)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("serve: listen: %w", err)
-	}
 	srv := &http.Server{
 		Handler:           api.New(cp, api.Options{Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,

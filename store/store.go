@@ -98,6 +98,10 @@ type AuditQuery struct {
 	Scopes []resource.ID // as in ListQuery
 	Since  time.Time
 	After  int64 // entries with Seq greater than this
+	Before int64 // entries with Seq less than this; 0 means no bound
+	// Newest returns the newest entries first, so that a page of Limit is the latest
+	// activity; page on with Before set to the last Seq returned.
+	Newest bool
 	Limit  int
 }
 
@@ -153,7 +157,7 @@ type Store interface {
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
 	// LastSeq is the Seq of the newest change, 0 when there is none.
 	LastSeq(ctx context.Context) (int64, error)
-	// AuditLog returns audit entries in Seq order.
+	// AuditLog returns audit entries in Seq order (descending when q.Newest).
 	AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 	// TokenByHash returns the token whose secret hashes to hash, or ErrNotFound.
 	TokenByHash(ctx context.Context, hash string) (Token, error)

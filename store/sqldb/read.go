@@ -251,16 +251,24 @@ func (db *DB) AuditLog(ctx context.Context, q store.AuditQuery) ([]store.AuditEn
 	}
 	where := []string{"seq > ?"}
 	args := []any{q.After}
+	if q.Before > 0 {
+		where = append(where, "seq < ?")
+		args = append(args, q.Before)
+	}
 	if !q.Since.IsZero() {
 		where = append(where, "at >= ?")
 		args = append(args, formatTime(q.Since))
+	}
+	order := "seq"
+	if q.Newest {
+		order = "seq DESC"
 	}
 	if scopeCond != "" {
 		where = append(where, scopeCond)
 		args = append(args, scopeArgs...)
 	}
 	query := "SELECT seq, at, principal, action, resource_id, type, before_etag, after_etag, detail FROM audit WHERE " +
-		strings.Join(where, " AND ") + " ORDER BY seq LIMIT ?"
+		strings.Join(where, " AND ") + " ORDER BY " + order + " LIMIT ?"
 	args = append(args, pageSize(q.Limit))
 	rows, err := db.reader().s.query(ctx, query, args...)
 	if err != nil {

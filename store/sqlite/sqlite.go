@@ -118,6 +118,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if fi, err := os.Stat(filepath.Dir(abs)); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("sqlite: directory of %s does not exist; create it first", abs)
 	}
+	// The database holds token hashes and the audit log: create it readable by its owner
+	// only. SQLite gives its -wal and -shm files the database file's permissions.
+	if f, err := os.OpenFile(abs, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("sqlite: create %s: %w", abs, err)
+	}
 	common := url.Values{}
 	common.Set("_busy_timeout", fmt.Sprint(busyTimeoutMS))
 	common.Set("_foreign_keys", "1")

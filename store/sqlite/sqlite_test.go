@@ -66,3 +66,28 @@ func TestURLForms(t *testing.T) {
 func TestConcurrentOpen(t *testing.T) {
 	storetest.RunConcurrentOpen(t, sqlite.URL(filepath.Join(t.TempDir(), "gild.db")))
 }
+
+// TestFilesPrivate checks the database and its WAL files are readable by their owner only:
+// they hold token hashes and the audit log.
+func TestFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), sqlite.URL(filepath.Join(dir, "gild.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Update(context.Background(), func(tx store.Tx) error {
+		return tx.Audit(context.Background(), store.AuditEntry{Principal: "p", Action: "PUT", ResourceID: "/subscriptions/s"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, name := range []string{"gild.db", "gild.db-wal", "gild.db-shm"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v; others can read it", name, fi.Mode().Perm())
+		}
+	}
+}

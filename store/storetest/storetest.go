@@ -865,6 +865,9 @@ func testAudit(t *testing.T, s store.Store) {
 	check("after", query(store.AuditQuery{After: all[1].Seq}), "carol DELETE", "alice PATCH")
 	check("limit", query(store.AuditQuery{After: all[0].Seq, Limit: 2}), "bob token/create", "carol DELETE")
 	check("scope and since", query(store.AuditQuery{Scopes: []resource.ID{mustID(t, subPayments)}, Since: t0.Add(time.Minute)}), "alice PATCH")
+	check("newest first", query(store.AuditQuery{Newest: true, Limit: 2}), "alice PATCH", "carol DELETE")
+	check("newest, next page", query(store.AuditQuery{Newest: true, Limit: 2, Before: all[2].Seq}), "bob token/create", "alice PUT")
+	check("before", query(store.AuditQuery{Before: all[2].Seq}), "alice PUT", "bob token/create")
 
 	// An entry without a time gets the time it was written.
 	before := time.Now().Add(-time.Second)
