@@ -127,8 +127,22 @@ func (h *harness) fails(extra map[string]string, stdin string, code int, wants [
 func (h *harness) login() {
 	h.t.Helper()
 	r := h.ok("", "login", "--server", h.url, "--token-file", h.adminFile)
-	if !strings.Contains(r.stdout, "Logged in to "+h.url) {
+	if !strings.Contains(r.stdout, "Logged in to "+h.url+" as admin.") {
 		h.t.Fatalf("login output: %s", r)
+	}
+}
+
+func TestWhoami(t *testing.T) {
+	h := newHarness(t)
+	h.login()
+	r := h.ok("", "whoami")
+	for _, want := range []string{"PRINCIPAL", "admin", "Owner", "/"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("whoami lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(h.ok("", "whoami", "-o", "json").stdout, `"principalId": "admin"`) {
+		t.Error("whoami -o json lacks the principal")
 	}
 }
 

@@ -191,11 +191,9 @@ $GILD_TOKEN (the token itself) say otherwise.`,
 		if err != nil {
 			return fmt.Errorf("login: %w", err)
 		}
-		// Listing tokens works for any valid token: everyone may see their own.
-		var tokens struct {
-			Value []json.RawMessage `json:"value"`
-		}
-		if _, err := c.getJSON(cmd.Context(), "/providers/Gild.Identity/tokens", nil, &tokens); err != nil {
+		// Asking who the token belongs to proves it works and tells the user who they are.
+		me, _, err := c.whoami(cmd.Context())
+		if err != nil {
 			var ae *APIError
 			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 				return fmt.Errorf("login: the server refused the token in %s: %w", tokenFile, err)
@@ -211,9 +209,9 @@ $GILD_TOKEN (the token itself) say otherwise.`,
 			return fmt.Errorf("login: %w", err)
 		}
 		if a.output == outputJSON {
-			return writeJSON(a.env.Stdout, map[string]string{"server": cfg.Server, "tokenFile": cfg.TokenFile, "config": path})
+			return writeJSON(a.env.Stdout, map[string]string{"server": cfg.Server, "tokenFile": cfg.TokenFile, "config": path, "principalId": me.PrincipalID})
 		}
-		fmt.Fprintf(a.env.Stdout, "Logged in to %s.\nSaved the server and the token file's path in %s.\n", cfg.Server, path)
+		fmt.Fprintf(a.env.Stdout, "Logged in to %s as %s.\nSaved the server and the token file's path in %s.\n", cfg.Server, me.PrincipalID, path)
 		return nil
 	})
 	return cmd

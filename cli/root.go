@@ -146,6 +146,7 @@ Run 'gild serve' to start a server, 'gild login' to point this CLI at one, then
 		a.tokenCommand(),
 		a.roleCommand(),
 		a.auditCommand(),
+		a.whoamiCommand(),
 	)
 	return root
 }
