@@ -19,7 +19,7 @@ const module = "github.com/gildhq/gild"
 // imports point down and never up. A new package must be placed here before it builds a
 // green test, which is the point: where it sits is a design decision.
 var layers = map[string]int{
-	"resource": 0, "policy": 0, "check": 0, "agentproto": 0,
+	"resource": 0, "atomicfile": 0, "policy": 0, "check": 0, "agentproto": 0,
 	"access": 1, "store": 1, "blob": 1, "agent": 1,
 	"store/sqldb": 2, "store/sqlite": 3, "store/postgres": 3, "store/postgres/pgtest": 2, "store/storetest": 2,
 	"gallery": 2, "compliance": 2, "builder": 2,
@@ -36,6 +36,7 @@ var layers = map[string]int{
 // side, each other): they are the ones untrusted input and small binaries depend on.
 var stdlibOnly = map[string][]string{
 	"resource":   nil,
+	"atomicfile": nil,
 	"policy":     nil,
 	"check":      nil,
 	"agentproto": nil,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gildhq/gild/atomicfile"
 	"github.com/gildhq/gild/controlplane"
 )
 
@@ -71,7 +72,7 @@ The secret is printed once and cannot be retrieved later: the server keeps only 
 			return fmt.Errorf("token create: decode response: %w", err)
 		}
 		if secretFile != "" {
-			if err := writeFileAtomic(secretFile, []byte(nt.Secret+"\n"), 0o600); err != nil {
+			if err := atomicfile.Write(secretFile, []byte(nt.Secret+"\n"), 0o600); err != nil {
 				return fmt.Errorf("token create: token %s was created, but saving its secret failed (revoke it with gild token revoke %s): %w", nt.ID, nt.ID, err)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gildhq/gild/api"
+	"github.com/gildhq/gild/atomicfile"
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
@@ -82,7 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
-	made, err := cp.Bootstrap(ctx, func(secret string) error { return writeSecret(tokenPath, secret) })
+	made, err := cp.Bootstrap(ctx, func(secret string) error { return atomicfile.Write(tokenPath, []byte(secret+"\n"), 0o600) })
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -119,35 +120,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("serve: shut down: %w", err)
 	}
 	log.Info("gild stopped")
-	return nil
-}
-
-// writeSecret writes a secret file atomically with mode 0600: a crash leaves the old file or
-// the new one, never half of one.
-func writeSecret(path, secret string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".admin.token-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.WriteString(secret + "\n"); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	return nil
 }
 
