@@ -1,0 +1,1023 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// DefaultAliases returns gild's built-in alias table, built once on first use: every alias
+// Azure's catalogue has for the types gild models (virtual machines and their extensions
+// and run commands, disks, galleries with image definitions and versions, hybrid machines
+// and their children, image templates, machine-configuration assignments), the
+// namespace-level Microsoft.Compute/image* and licenseType aliases with a path per type
+// (virtual machines, scale sets, disks), Microsoft.HybridCompute/imageOffer and imageSKU,
+// and gild's own aliases for the fields the compliance layer derives under properties.gild.
+// Azure's catalogue has no aliases for subscriptions and resource groups: policies reach
+// them through built-in fields (name, type, location, tags) only. An operator's full catalogue can be merged over this table.
+func DefaultAliases() *AliasTable {
+	aliasDefaultOnce.Do(func() {
+		t, err := aliasBuildDefault()
+		if err != nil {
+			// The tables below are constants that tests read; a bad row is a build bug.
+			panic("policy: gild's built-in alias table: " + err.Error())
+		}
+		aliasDefault = t
+	})
+	return aliasDefault
+}
+
+var (
+	aliasDefaultOnce sync.Once
+	aliasDefault     *AliasTable
+)
+
+func aliasBuildDefault() (*AliasTable, error) {
+	b := newAliasBuilder(1400)
+	if err := aliasReadCompact(b, aliasAzureTable); err != nil {
+		return nil, err
+	}
+	for _, g := range aliasGildComputed {
+		for _, prop := range g.props {
+			if err := b.add(g.prefix+"/"+prop, "properties.gild."+prop, g.typ); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b.table(), nil
+}
+
+// aliasGildComputed are gild's own aliases: Gild.Compute/virtualMachines/<prop> names
+// properties.gild.<prop> of a Microsoft.Compute/virtualMachines resource, a field the
+// compliance layer computes before evaluation (the image's lifecycle, how far behind the
+// newest version it is, the tattoo the agent read in the guest). They are typed
+// explicitly, because the alias name's own "type" (Gild.Compute/virtualMachines) is no
+// resource type.
+var aliasGildComputed = []struct {
+	prefix, typ string
+	props       []string
+}{
+	{
+		prefix: "Gild.Compute/virtualMachines",
+		typ:    "Microsoft.Compute/virtualMachines",
+		props: []string{
+			"image.lifecycleState", // Active, Aged, Deprecated, EndOfLife
+			"image.versionsBehind", // published versions newer than the VM's
+			"image.ageDays",        // days since the VM's image version was published
+			"image.definitionId",   // gallery image definition the VM was built from
+			"image.version",        // that image version's name
+			"tattoo.imageDefinition",
+			"tattoo.imageVersion",
+			"tattoo.sourcePublisher",
+			"tattoo.sourceOffer",
+			"tattoo.sourceSku",
+			"tattoo.buildDate",
+			"serviceModel",    // pet or cattle, from the serviceModel tag
+			"refresh.ageDays", // days since the VM was last rebuilt
+		},
+	},
+	{
+		// Enrolled machines carry a tattoo when built from a gild image, but gild does
+		// not rebuild them, so they have no refresh age.
+		prefix: "Gild.HybridCompute/machines",
+		typ:    "Microsoft.HybridCompute/machines",
+		props: []string{
+			"image.lifecycleState",
+			"image.versionsBehind",
+			"image.ageDays",
+			"image.definitionId",
+			"image.version",
+			"tattoo.imageDefinition",
+			"tattoo.imageVersion",
+			"tattoo.sourcePublisher",
+			"tattoo.sourceOffer",
+			"tattoo.sourceSku",
+			"tattoo.buildDate",
+			"serviceModel",
+		},
+	},
+}
+
+// aliasReadCompact reads the compact form of aliasAzureTable. A line "[Namespace/type]"
+// starts the rows of a resource type; the rows below it apply to that type. A row is
+// "name" or "name,path": a name without '/' is the property part of
+// "Namespace/type/name", a name with '/' is a whole alias name (namespace-level aliases);
+// a missing path is "properties.<name>", the path most aliases have.
+func aliasReadCompact(b *aliasBuilder, text string) error {
+	typ := ""
+	for n, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			typ = line[1 : len(line)-1]
+			continue
+		}
+		if typ == "" {
+			return fmt.Errorf("line %d: a row before the first [type] line", n+1)
+		}
+		name, path, hasPath := strings.Cut(line, ",")
+		full := name
+		if !strings.Contains(name, "/") {
+			full = typ + "/" + name
+			if !hasPath {
+				path = "properties." + name
+			}
+		} else if !hasPath {
+			return fmt.Errorf("line %d: namespace-level alias %q needs a path", n+1, name)
+		}
+		if err := b.add(full, path, typ); err != nil {
+			return fmt.Errorf("line %d: %v", n+1, err)
+		}
+	}
+	return nil
+}
+
+// aliasAzureTable is generated from Azure's catalogue (../shared/azure-policy/aliases.csv.gz)
+// and must follow it exactly; regenerate with
+//
+//	go test ./policy -run TestAliasGildTableMatchesCatalogue -update-aliases
+//
+// BEGIN GENERATED
+const aliasAzureTable = `
+[Microsoft.Compute/virtualMachines]
+Microsoft.Compute/licenseType,properties.licenseType
+Microsoft.Compute/imagePublisher,properties.storageProfile.imageReference.publisher
+Microsoft.Compute/imageOffer,properties.storageProfile.imageReference.offer
+Microsoft.Compute/imageSku,properties.storageProfile.imageReference.sku
+Microsoft.Compute/imageVersion,properties.storageProfile.imageReference.version
+Microsoft.Compute/imageId,properties.storageProfile.imageReference.id
+availabilitySet.id
+sku.name,properties.hardwareProfile.vmSize
+osDisk.Uri,properties.storageProfile.osDisk.vhd.uri
+imagePublisher,properties.storageProfile.imageReference.publisher
+imageOffer,properties.storageProfile.imageReference.offer
+imageSku,properties.storageProfile.imageReference.sku
+imageVersion,properties.storageProfile.imageReference.version
+networkInterfaces[*].id,properties.networkProfile.networkInterfaces[*].id
+osProfile.adminPassword
+osProfile.adminUsername
+storageProfile.dataDisks[*].name
+storageProfile.dataDisks[*].diskSizeGB
+storageProfile.dataDisks[*].createOption
+storageProfile.dataDisks[*].caching
+storageProfile.dataDisks[*].vhd.uri
+storageProfile.dataDisks[*].image.uri
+storageProfile.dataDisks[*].lun
+storageProfile.dataDisks[*].managedDisk.id
+storageProfile.dataDisks[*].managedDisk.storageAccountType
+storageProfile.osDisk.osType
+storageProfile.osDisk.name
+storageProfile.osDisk.createOption
+storageProfile.osDisk.caching
+storageProfile.osDisk.managedDisk.id
+storageProfile.osDisk.managedDisk.storageAccountType
+storageProfile.osDisk.encryptionSettings
+storageProfile.osDisk.encryptionSettings.enabled
+storageProfile.osDisk.vhd
+storageProfile.osDisk.vhd.uri
+osProfile.windowsConfiguration.enableAutomaticUpdates
+osProfile.windowsConfiguration.provisionVMAgent
+osProfile.windowsConfiguration
+osProfile.linuxConfiguration.disablePasswordAuthentication
+osProfile.linuxConfiguration
+diagnosticsProfile.bootDiagnostics
+diagnosticsProfile.bootDiagnostics.enabled
+diagnosticsProfile.bootDiagnostics.storageUri
+osProfile.customData
+provisioningState
+hardwareProfile.vmSize
+hardwareProfile
+storageProfile.imageReference.publisher
+storageProfile.imageReference.offer
+storageProfile.imageReference.sku
+storageProfile.imageReference.version
+storageProfile.imageReference
+storageProfile.osDisk.encryptionSettings.diskEncryptionKey.secretUrl
+storageProfile.osDisk.encryptionSettings.diskEncryptionKey.sourceVault.id
+storageProfile.osDisk.encryptionSettings.diskEncryptionKey.sourceVault
+storageProfile.osDisk.encryptionSettings.diskEncryptionKey
+storageProfile.osDisk.encryptionSettings.keyEncryptionKey.keyUrl
+storageProfile.osDisk.encryptionSettings.keyEncryptionKey.sourceVault.id
+storageProfile.osDisk.encryptionSettings.keyEncryptionKey.sourceVault
+storageProfile.osDisk.encryptionSettings.keyEncryptionKey
+storageProfile.osDisk.image.uri
+storageProfile.osDisk.image
+storageProfile.osDisk.diskSizeGB
+storageProfile.osDisk.managedDisk
+storageProfile.osDisk
+storageProfile.dataDisks[*].vhd
+storageProfile.dataDisks[*].image
+storageProfile.dataDisks[*].managedDisk
+storageProfile.dataDisks[*]
+storageProfile.dataDisks
+storageProfile
+osProfile.computerName
+osProfile.windowsConfiguration.timeZone
+osProfile.windowsConfiguration.additionalUnattendContent[*].passName
+osProfile.windowsConfiguration.additionalUnattendContent[*].componentName
+osProfile.windowsConfiguration.additionalUnattendContent[*].settingName
+osProfile.windowsConfiguration.additionalUnattendContent[*].content
+osProfile.windowsConfiguration.additionalUnattendContent[*]
+osProfile.windowsConfiguration.additionalUnattendContent
+osProfile.windowsConfiguration.winRM.listeners[*].protocol
+osProfile.windowsConfiguration.winRM.listeners[*].certificateUrl
+osProfile.windowsConfiguration.winRM.listeners[*]
+osProfile.windowsConfiguration.winRM.listeners
+osProfile.windowsConfiguration.winRM
+osProfile.linuxConfiguration.ssh.publicKeys[*].path
+osProfile.linuxConfiguration.ssh.publicKeys[*].keyData
+osProfile.linuxConfiguration.ssh.publicKeys[*]
+osProfile.linuxConfiguration.ssh.publicKeys
+osProfile.linuxConfiguration.ssh
+osProfile.secrets[*].sourceVault.id
+osProfile.secrets[*].sourceVault
+osProfile.secrets[*].vaultCertificates[*].certificateUrl
+osProfile.secrets[*].vaultCertificates[*].certificateStore
+osProfile.secrets[*].vaultCertificates[*]
+osProfile.secrets[*].vaultCertificates
+osProfile.secrets[*]
+osProfile.secrets
+osProfile
+networkProfile.networkInterfaces[*].primary,properties.networkProfile.networkInterfaces[*].properties.primary
+networkProfile.networkInterfaces[*]
+networkProfile.networkInterfaces
+networkProfile
+diagnosticsProfile
+availabilitySet
+instanceView.disks[*].statuses[*].code
+instanceView.statuses[*].code
+instanceView.statuses
+licenseType
+vmId
+instanceView.disks[*].encryptionSettings[*].enabled
+storageProfile.osDisk.writeAcceleratorEnabled
+storageProfile.dataDisks[*].writeAcceleratorEnabled
+instanceView.osName
+storageProfile.osDisk.diffDiskSettings.option
+storageProfile.osDisk.diffDiskSettings
+additionalCapabilities.ultraSSDEnabled
+additionalCapabilities
+osProfile.linuxConfiguration.provisionVMAgent
+osProfile.allowExtensionOperations
+storageProfile.imageReference.id
+networkProfile.networkInterfaces[*].id
+zones[*],zones[*]
+zones,zones
+proximityPlacementGroup.id
+proximityPlacementGroup
+storageProfile.dataDisks[*].toBeDetached
+host.id
+host
+virtualMachineScaleSet.id
+virtualMachineScaleSet
+priority
+evictionPolicy
+billingProfile.maxPrice
+billingProfile
+osProfile.requireGuestProvisionSignal
+storageProfile.imageReference.exactVersion
+storageProfile.osDisk.managedDisk.diskEncryptionSet.id
+storageProfile.osDisk.managedDisk.diskEncryptionSet
+storageProfile.dataDisks[*].managedDisk.diskEncryptionSet.id
+storageProfile.dataDisks[*].managedDisk.diskEncryptionSet
+storageProfile.dataDisks[*].diskIOPSReadWrite
+storageProfile.dataDisks[*].diskMBpsReadWrite
+storageProfile.osDisk.diffDiskSettings.placement
+osProfile.windowsConfiguration.patchSettings
+osProfile.windowsConfiguration.patchSettings.patchMode
+securityProfile
+securityProfile.encryptionAtHost
+hostGroup
+hostGroup.id
+extensionsTimeBudget
+securityProfile.uefiSettings
+securityProfile.uefiSettings.secureBootEnabled
+securityProfile.uefiSettings.vTpmEnabled
+storageProfile.dataDisks[*].detachOption
+osProfile.windowsConfiguration.patchSettings.enableHotpatching
+osProfile.linuxConfiguration.patchSettings
+osProfile.linuxConfiguration.patchSettings.patchMode
+securityProfile.securityType
+platformFaultDomain
+storageProfile.osDisk.deleteOption
+storageProfile.dataDisks[*].deleteOption
+osProfile.windowsConfiguration.patchSettings.assessmentMode
+osProfile.linuxConfiguration.patchSettings.assessmentMode
+networkProfile.networkInterfaces[*].deleteOption,properties.networkProfile.networkInterfaces[*].properties.deleteOption
+networkProfile.networkApiVersion
+networkProfile.networkInterfaceConfigurations
+networkProfile.networkInterfaceConfigurations[*]
+networkProfile.networkInterfaceConfigurations[*].name
+networkProfile.networkInterfaceConfigurations[*].primary,properties.networkProfile.networkInterfaceConfigurations[*].properties.primary
+networkProfile.networkInterfaceConfigurations[*].deleteOption,properties.networkProfile.networkInterfaceConfigurations[*].properties.deleteOption
+networkProfile.networkInterfaceConfigurations[*].enableAcceleratedNetworking,properties.networkProfile.networkInterfaceConfigurations[*].properties.enableAcceleratedNetworking
+networkProfile.networkInterfaceConfigurations[*].enableFpga,properties.networkProfile.networkInterfaceConfigurations[*].properties.enableFpga
+networkProfile.networkInterfaceConfigurations[*].enableIPForwarding,properties.networkProfile.networkInterfaceConfigurations[*].properties.enableIPForwarding
+networkProfile.networkInterfaceConfigurations[*].networkSecurityGroup,properties.networkProfile.networkInterfaceConfigurations[*].properties.networkSecurityGroup
+networkProfile.networkInterfaceConfigurations[*].networkSecurityGroup.id,properties.networkProfile.networkInterfaceConfigurations[*].properties.networkSecurityGroup.id
+networkProfile.networkInterfaceConfigurations[*].dnsSettings,properties.networkProfile.networkInterfaceConfigurations[*].properties.dnsSettings
+networkProfile.networkInterfaceConfigurations[*].dnsSettings.dnsServers,properties.networkProfile.networkInterfaceConfigurations[*].properties.dnsSettings.dnsServers
+networkProfile.networkInterfaceConfigurations[*].dnsSettings.dnsServers[*],properties.networkProfile.networkInterfaceConfigurations[*].properties.dnsSettings.dnsServers[*]
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*],properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*]
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].name,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].name
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].subnet,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.subnet
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].subnet.id,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.subnet.id
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].primary,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.primary
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.name,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.name
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.idleTimeoutInMinutes,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.idleTimeoutInMinutes
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.deleteOption,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.deleteOption
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.dnsSettings,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.dnsSettings
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.dnsSettings.domainNameLabel,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.dnsSettings.domainNameLabel
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.ipTags,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.ipTags
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.ipTags[*],properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.ipTags[*]
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.ipTags[*].ipTagType,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.ipTags[*].ipTagType
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.ipTags[*].tag,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.ipTags[*].tag
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.publicIPPrefix,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.publicIPPrefix
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.publicIPPrefix.id,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.publicIPPrefix.id
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.publicIPAddressVersion,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.publicIPAddressVersion
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.publicIPAllocationMethod,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.publicIPAllocationMethod
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.sku,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.sku
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.sku.publicIPAddressSkuName,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.sku.publicIPAddressSkuName
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.sku.publicIPAddressSkuTier,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.sku.publicIPAddressSkuTier
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].privateIPAddressVersion,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.privateIPAddressVersion
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].applicationSecurityGroups,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.applicationSecurityGroups
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].applicationSecurityGroups[*],properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.applicationSecurityGroups[*]
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].applicationSecurityGroups[*].id,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.applicationSecurityGroups[*].id
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].applicationGatewayBackendAddressPools,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.applicationGatewayBackendAddressPools
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].applicationGatewayBackendAddressPools[*],properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.applicationGatewayBackendAddressPools[*]
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].applicationGatewayBackendAddressPools[*].id,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.applicationGatewayBackendAddressPools[*].id
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].loadBalancerBackendAddressPools,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.loadBalancerBackendAddressPools
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].loadBalancerBackendAddressPools[*],properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.loadBalancerBackendAddressPools[*]
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].loadBalancerBackendAddressPools[*].id,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.loadBalancerBackendAddressPools[*].id
+networkProfile.networkInterfaceConfigurations[*].dscpConfiguration,properties.networkProfile.networkInterfaceConfigurations[*].properties.dscpConfiguration
+networkProfile.networkInterfaceConfigurations[*].dscpConfiguration.id,properties.networkProfile.networkInterfaceConfigurations[*].properties.dscpConfiguration.id
+scheduledEventsProfile
+scheduledEventsProfile.terminateNotificationProfile
+scheduledEventsProfile.terminateNotificationProfile.notBeforeTimeout
+scheduledEventsProfile.terminateNotificationProfile.enable
+userData
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.sku.name,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.sku.name
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.sku.tier,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.sku.tier
+capacityReservation
+capacityReservation.capacityReservationGroup
+capacityReservation.capacityReservationGroup.id
+hardwareProfile.vmSizeProperties
+hardwareProfile.vmSizeProperties.vCPUsAvailable
+hardwareProfile.vmSizeProperties.vCPUsPerCore
+storageProfile.imageReference.sharedGalleryImageId
+additionalCapabilities.hibernationEnabled
+applicationProfile
+applicationProfile.galleryApplications
+applicationProfile.galleryApplications[*]
+applicationProfile.galleryApplications[*].tags
+applicationProfile.galleryApplications[*].order
+applicationProfile.galleryApplications[*].packageReferenceId
+applicationProfile.galleryApplications[*].configurationReference
+storageProfile.imageReference.communityGalleryImageId
+storageProfile.osDisk.managedDisk.securityProfile
+storageProfile.osDisk.managedDisk.securityProfile.securityEncryptionType
+storageProfile.dataDisks[*].managedDisk.securityProfile
+storageProfile.dataDisks[*].managedDisk.securityProfile.securityEncryptionType
+timeCreated
+osProfile.windowsConfiguration.patchSettings.automaticByPlatformSettings
+osProfile.windowsConfiguration.patchSettings.automaticByPlatformSettings.rebootSetting
+osProfile.linuxConfiguration.patchSettings.automaticByPlatformSettings
+osProfile.linuxConfiguration.patchSettings.automaticByPlatformSettings.rebootSetting
+applicationProfile.galleryApplications[*].treatFailureAsDeploymentFailure
+applicationProfile.galleryApplications[*].enableAutomaticUpgrade
+storageProfile.diskControllerType
+osProfile.windowsConfiguration.enableVMAgentPlatformUpdates
+osProfile.linuxConfiguration.enableVMAgentPlatformUpdates
+networkProfile.networkInterfaceConfigurations[*].disableTcpStateTracking,properties.networkProfile.networkInterfaceConfigurations[*].properties.disableTcpStateTracking
+storageProfile.osDisk.managedDisk.securityProfile.diskEncryptionSet
+storageProfile.osDisk.managedDisk.securityProfile.diskEncryptionSet.id
+storageProfile.dataDisks[*].managedDisk.securityProfile.diskEncryptionSet
+storageProfile.dataDisks[*].managedDisk.securityProfile.diskEncryptionSet.id
+scheduledEventsProfile.osImageNotificationProfile
+scheduledEventsProfile.osImageNotificationProfile.notBeforeTimeout
+scheduledEventsProfile.osImageNotificationProfile.enable
+osProfile.windowsConfiguration.patchSettings.automaticByPlatformSettings.bypassPlatformSafetyChecksOnUserSchedule
+osProfile.linuxConfiguration.patchSettings.automaticByPlatformSettings.bypassPlatformSafetyChecksOnUserSchedule
+networkProfile.networkInterfaceConfigurations[*].ipConfigurations[*].publicIPAddressConfiguration.dnsSettings.domainNameLabelScope,properties.networkProfile.networkInterfaceConfigurations[*].properties.ipConfigurations[*].properties.publicIPAddressConfiguration.properties.dnsSettings.domainNameLabelScope
+networkProfile.networkInterfaceConfigurations[*].auxiliaryMode,properties.networkProfile.networkInterfaceConfigurations[*].properties.auxiliaryMode
+networkProfile.networkInterfaceConfigurations[*].auxiliarySku,properties.networkProfile.networkInterfaceConfigurations[*].properties.auxiliarySku
+[Microsoft.Compute/virtualMachines/extensions]
+provisioningState
+publisher
+type
+typeHandlerVersion
+autoUpgradeMinorVersion
+enableAutomaticUpgrade
+settings
+settings.workspaceId
+settings.timestamp
+resources[*].provisioningState,properties.resources[*].properties.provisioningState
+resources[*].protectedSettings,properties.resources[*].properties.protectedSettings
+resources[*].settings,properties.resources[*].properties.settings
+resources[*].autoUpgradeMinorVersion,properties.resources[*].properties.autoUpgradeMinorVersion
+resources[*].typeHandlerVersion,properties.resources[*].properties.typeHandlerVersion
+resources[*].type,properties.resources[*].properties.type
+resources[*].publisher,properties.resources[*].properties.publisher
+resources[*].forceUpdateTag,properties.resources[*].properties.forceUpdateTag
+resources[*].id,properties.resources[*].properties.id
+resources[*].name,properties.resources[*].properties.name
+resources[*].location,properties.resources[*].properties.location
+resources[*].tags,properties.resources[*].properties.tags
+resources[*]
+resources
+forceUpdateTag
+protectedSettings
+suppressFailures
+protectedSettingsFromKeyVault
+protectedSettingsFromKeyVault.secretUrl
+protectedSettingsFromKeyVault.sourceVault
+protectedSettingsFromKeyVault.sourceVault.id
+provisionAfterExtensions
+provisionAfterExtensions[*]
+[Microsoft.Compute/virtualMachines/runCommands]
+source
+source.script
+source.scriptUri
+source.commandId
+parameters
+parameters[*]
+parameters[*].name
+parameters[*].value
+protectedParameters
+protectedParameters[*]
+protectedParameters[*].name
+protectedParameters[*].value
+asyncExecution
+runAsUser
+runAsPassword
+timeoutInSeconds
+outputBlobUri
+errorBlobUri
+provisioningState
+source.scriptUriManagedIdentity
+source.scriptUriManagedIdentity.clientId
+source.scriptUriManagedIdentity.objectId
+outputBlobManagedIdentity
+outputBlobManagedIdentity.clientId
+outputBlobManagedIdentity.objectId
+errorBlobManagedIdentity
+errorBlobManagedIdentity.clientId
+errorBlobManagedIdentity.objectId
+treatFailureAsDeploymentFailure
+[Microsoft.Compute/virtualMachineScaleSets]
+Microsoft.Compute/imagePublisher,properties.virtualMachineProfile.storageProfile.imageReference.publisher
+Microsoft.Compute/imageOffer,properties.virtualMachineProfile.storageProfile.imageReference.offer
+Microsoft.Compute/imageSku,properties.virtualMachineProfile.storageProfile.imageReference.sku
+Microsoft.Compute/imageVersion,properties.virtualMachineProfile.storageProfile.imageReference.version
+Microsoft.Compute/imageId,properties.virtualMachineProfile.storageProfile.imageReference.id
+Microsoft.Compute/licenseType,properties.virtualMachineProfile.licenseType
+[Microsoft.Compute/disks]
+Microsoft.Compute/imagePublisher,properties.creationData.imageReference.id
+Microsoft.Compute/imageOffer,properties.creationData.imageReference.id
+Microsoft.Compute/imageSku,properties.creationData.imageReference.id
+Microsoft.Compute/imageVersion,properties.creationData.imageReference.id
+Microsoft.Compute/imageId,properties.creationData.imageReference.id
+sku.name,sku.name
+accountType
+osType
+creationData
+creationData.createOption
+creationData.imageReference
+creationData.imageReference.id
+diskSizeGB
+encryptionSettings,properties.encryptionSettingsCollection
+encryptionSettings.enabled,properties.encryptionSettingsCollection.enabled
+encryptionSettings.diskEncryptionKey,properties.encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey
+encryptionSettings.diskEncryptionKey.sourceVault,properties.encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey.sourceVault
+encryptionSettings.diskEncryptionKey.sourceVault.id,properties.encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey.sourceVault.id
+encryptionSettings.diskEncryptionKey.secretUrl,properties.encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey.secretUrl
+encryptionSettings.keyEncryptionKey,properties.encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey
+encryptionSettings.keyEncryptionKey.sourceVault,properties.encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey.sourceVault
+encryptionSettings.keyEncryptionKey.sourceVault.id,properties.encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey.sourceVault.id
+encryptionSettings.keyEncryptionKey.keyUrl,properties.encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey.keyUrl
+timeCreated
+provisioningState
+diskState
+sku.tier,sku.tier
+creationData.storageAccountId
+creationData.imageReference.lun
+creationData.sourceUri
+creationData.sourceResourceId
+ownerId
+managedBy,managedBy
+sku,sku
+diskIOPSReadWrite
+diskMBpsReadWrite
+hyperVGeneration
+encryptionSettingsCollection.enabled
+encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey.sourceVault.id
+encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey.sourceVault
+encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey.secretUrl
+encryptionSettingsCollection.encryptionSettings[*].diskEncryptionKey
+encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey.sourceVault.id
+encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey.sourceVault
+encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey.keyUrl
+encryptionSettingsCollection.encryptionSettings[*].keyEncryptionKey
+encryptionSettingsCollection.encryptionSettings[*]
+encryptionSettingsCollection.encryptionSettings
+encryptionSettingsCollection
+zones[*],zones[*]
+zones,zones
+creationData.sourceUniqueId
+creationData.uploadSizeBytes
+diskSizeBytes
+uniqueId
+encryptionSettingsCollection.encryptionSettingsVersion
+encryption.diskEncryptionSetId
+encryption.type
+encryption
+creationData.galleryImageReference
+creationData.galleryImageReference.id
+creationData.galleryImageReference.lun
+diskIOPSReadOnly
+diskMBpsReadOnly
+maxShares
+shareInfo[*]
+shareInfo[*].vmUri
+shareInfo
+networkAccessPolicy
+diskAccessId
+creationData.logicalSectorSize
+tier
+purchasePlan
+purchasePlan.name
+purchasePlan.publisher
+purchasePlan.product
+purchasePlan.promotionCode
+burstingEnabled
+propertyUpdatesInProgress
+propertyUpdatesInProgress.targetTier
+supportsHibernation
+securityProfile
+securityProfile.securityType
+supportedCapabilities
+supportedCapabilities.acceleratedNetwork
+completionPercent
+publicNetworkAccess
+creationData.securityDataUri
+securityProfile.secureVMDiskEncryptionSetId
+supportedCapabilities.architecture
+dataAccessAuthMode
+creationData.imageReference.sharedGalleryImageId
+creationData.imageReference.communityGalleryImageId
+creationData.galleryImageReference.sharedGalleryImageId
+creationData.galleryImageReference.communityGalleryImageId
+supportedCapabilities.diskControllerTypes
+creationData.performancePlus
+burstingEnabledTime
+optimizedForFrequentAttach
+creationData.elasticSanResourceId
+LastOwnershipUpdateTime
+[Microsoft.Compute/galleries]
+description
+identifier.uniqueName
+identifier
+provisioningState
+applications.eula,properties.eula
+applications.privacyStatementUri,properties.privacyStatementUri
+applications.releaseNoteUri,properties.releaseNoteUri
+applications.endOfLifeDate,properties.endOfLifeDate
+applications.supportedOSType,properties.supportedOSType
+applications.versions.publishingProfile.source.fileName,properties.publishingProfile.source.fileName
+applications.versions.publishingProfile.source.mediaLink,properties.publishingProfile.source.mediaLink
+applications.versions.publishingProfile.source,properties.publishingProfile.source
+applications.versions.publishingProfile.contentType,properties.publishingProfile.contentType
+applications.versions.publishingProfile.enableHealthCheck,properties.publishingProfile.enableHealthCheck
+applications.versions.publishingProfile,properties.publishingProfile
+applications.versions.publishingProfile.targetRegions[*].name,properties.publishingProfile.targetRegions[*].name
+applications.versions.publishingProfile.targetRegions[*].regionalReplicaCount,properties.publishingProfile.targetRegions[*].regionalReplicaCount
+applications.versions.publishingProfile.targetRegions[*].storageAccountType,properties.publishingProfile.targetRegions[*].storageAccountType
+applications.versions.publishingProfile.targetRegions[*],properties.publishingProfile.targetRegions[*]
+applications.versions.publishingProfile.targetRegions,properties.publishingProfile.targetRegions
+applications.versions.publishingProfile.replicaCount,properties.publishingProfile.replicaCount
+applications.versions.publishingProfile.excludeFromLatest,properties.publishingProfile.excludeFromLatest
+applications.versions.publishingProfile.publishedDate,properties.publishingProfile.publishedDate
+applications.versions.publishingProfile.endOfLifeDate,properties.publishingProfile.endOfLifeDate
+applications.versions.publishingProfile.storageAccountType,properties.publishingProfile.storageAccountType
+applications.versions.replicationStatus.aggregatedState,properties.replicationStatus.aggregatedState
+applications.versions.replicationStatus.summary[*].region,properties.replicationStatus.summary[*].region
+applications.versions.replicationStatus.summary[*].state,properties.replicationStatus.summary[*].state
+applications.versions.replicationStatus.summary[*].details,properties.replicationStatus.summary[*].details
+applications.versions.replicationStatus.summary[*].progress,properties.replicationStatus.summary[*].progress
+applications.versions.replicationStatus.summary[*],properties.replicationStatus.summary[*]
+applications.versions.replicationStatus.summary,properties.replicationStatus.summary
+applications.versions.replicationStatus,properties.replicationStatus
+sharingProfile
+sharingProfile.permissions
+sharingProfile.groups
+sharingProfile.groups[*]
+sharingProfile.groups[*].type
+sharingProfile.groups[*].ids
+sharingProfile.groups[*].ids[*]
+softDeletePolicy
+softDeletePolicy.isSoftDeleteEnabled
+sharingStatus
+sharingStatus.aggregatedState
+sharingStatus.summary
+sharingStatus.summary[*]
+sharingStatus.summary[*].region
+sharingStatus.summary[*].state
+sharingStatus.summary[*].details
+sharingProfile.communityGalleryInfo
+sharingProfile.communityGalleryInfo.publisherUri
+sharingProfile.communityGalleryInfo.publisherContact
+sharingProfile.communityGalleryInfo.eula
+sharingProfile.communityGalleryInfo.publicNamePrefix
+sharingProfile.communityGalleryInfo.communityGalleryEnabled
+sharingProfile.communityGalleryInfo.publicNames
+sharingProfile.communityGalleryInfo.publicNames[*]
+[Microsoft.Compute/galleries/images]
+description
+eula
+privacyStatementUri
+releaseNoteUri
+osType
+osState
+endOfLifeDate
+identifier.publisher
+identifier.offer
+identifier.sku
+identifier
+recommended.vCPUs.min
+recommended.vCPUs.max
+recommended.vCPUs
+recommended.memory.min
+recommended.memory.max
+recommended.memory
+recommended
+disallowed.diskTypes[*]
+disallowed.diskTypes
+disallowed
+purchasePlan.name
+purchasePlan.publisher
+purchasePlan.product
+purchasePlan
+provisioningState
+hyperVGeneration
+features
+features[*]
+features[*].name
+features[*].value
+architecture
+[Microsoft.Compute/galleries/images/versions]
+publishingProfile.replicaCount
+publishingProfile.excludeFromLatest
+publishingProfile.publishedDate
+publishingProfile.endOfLifeDate
+publishingProfile
+provisioningState
+storageProfile.osDiskImage
+storageProfile.dataDiskImages[*].lun
+storageProfile.dataDiskImages[*]
+storageProfile.dataDiskImages
+storageProfile
+replicationStatus.aggregatedState
+replicationStatus.summary[*].region
+replicationStatus.summary[*].state
+replicationStatus.summary[*].details
+replicationStatus.summary[*].progress
+replicationStatus.summary[*]
+replicationStatus.summary
+replicationStatus
+publishingProfile.targetRegions[*].name
+publishingProfile.targetRegions[*].regionalReplicaCount
+publishingProfile.targetRegions[*]
+publishingProfile.targetRegions
+publishingProfile.source.managedImage.id
+publishingProfile.source.managedImage
+publishingProfile.source
+storageProfile.osDiskImage.sizeInGB
+storageProfile.osDiskImage.hostCaching
+storageProfile.dataDiskImages[*].sizeInGB
+storageProfile.dataDiskImages[*].hostCaching
+publishingProfile.storageAccountType
+publishingProfile.targetRegions[*].storageAccountType
+storageProfile.source.id
+storageProfile.source
+storageProfile.osDiskImage.source
+storageProfile.osDiskImage.source.id
+storageProfile.dataDiskImages[*].source.id
+storageProfile.dataDiskImages[*].source
+publishingProfile.targetRegions[*].encryption
+publishingProfile.targetRegions[*].encryption.osDiskImage
+publishingProfile.targetRegions[*].encryption.osDiskImage.diskEncryptionSetId
+publishingProfile.targetRegions[*].encryption.dataDiskImages[*]
+publishingProfile.targetRegions[*].encryption.dataDiskImages[*].diskEncryptionSetId
+publishingProfile.targetRegions[*].encryption.dataDiskImages[*].lun
+publishingProfile.targetRegions[*].encryption.dataDiskImages
+storageProfile.source.uri
+storageProfile.osDiskImage.source.uri
+storageProfile.dataDiskImages[*].source.uri
+publishingProfile.replicationMode
+publishingProfile.targetRegions[*].encryption.osDiskImage.securityProfile
+publishingProfile.targetRegions[*].encryption.osDiskImage.securityProfile.confidentialVMEncryptionType
+publishingProfile.targetRegions[*].encryption.osDiskImage.securityProfile.secureVMDiskEncryptionSetId
+publishingProfile.targetExtendedLocations
+publishingProfile.targetExtendedLocations[*]
+publishingProfile.targetExtendedLocations[*].name
+publishingProfile.targetExtendedLocations[*].extendedLocation
+publishingProfile.targetExtendedLocations[*].extendedLocation.name
+publishingProfile.targetExtendedLocations[*].extendedLocation.type
+publishingProfile.targetExtendedLocations[*].extendedLocationReplicaCount
+publishingProfile.targetExtendedLocations[*].storageAccountType
+publishingProfile.targetExtendedLocations[*].encryption
+publishingProfile.targetExtendedLocations[*].encryption.osDiskImage
+publishingProfile.targetExtendedLocations[*].encryption.osDiskImage.diskEncryptionSetId
+publishingProfile.targetExtendedLocations[*].encryption.osDiskImage.securityProfile
+publishingProfile.targetExtendedLocations[*].encryption.osDiskImage.securityProfile.confidentialVMEncryptionType
+publishingProfile.targetExtendedLocations[*].encryption.osDiskImage.securityProfile.secureVMDiskEncryptionSetId
+publishingProfile.targetExtendedLocations[*].encryption.dataDiskImages
+publishingProfile.targetExtendedLocations[*].encryption.dataDiskImages[*]
+publishingProfile.targetExtendedLocations[*].encryption.dataDiskImages[*].diskEncryptionSetId
+publishingProfile.targetExtendedLocations[*].encryption.dataDiskImages[*].lun
+publishingProfile.targetRegions[*].excludeFromLatest
+storageProfile.source.communityGalleryImageId
+storageProfile.osDiskImage.source.storageAccountId
+storageProfile.dataDiskImages[*].source.storageAccountId
+safetyProfile
+safetyProfile.allowDeletionOfReplicatedLocations
+safetyProfile.reportedForPolicyViolation
+safetyProfile.policyViolations
+safetyProfile.policyViolations[*]
+safetyProfile.policyViolations[*].category
+safetyProfile.policyViolations[*].details
+[Microsoft.HybridCompute/machines]
+Microsoft.HybridCompute/imageSKU,properties.osVersion
+Microsoft.HybridCompute/imageOffer,properties.osName
+osProfile.computerName
+osProfile
+provisioningState
+status
+lastStatusChange
+errorDetails[*].code
+errorDetails[*].message
+errorDetails[*].target
+errorDetails[*].details[*].code
+errorDetails[*].details[*].message
+errorDetails[*].details[*].target
+errorDetails[*].details[*]
+errorDetails[*].details
+errorDetails[*]
+errorDetails
+agentVersion
+vmId
+displayName
+machineFqdn
+physicalLocation
+clientPublicKey
+osName
+osVersion
+extensions[*].name
+extensions[*].type
+extensions[*].typeHandlerVersion
+extensions[*].status.code
+extensions[*].status.level
+extensions[*].status.displayStatus
+extensions[*].status.message
+extensions[*].status.time
+extensions[*].status
+extensions[*]
+extensions
+locationData.name
+locationData.city
+locationData.district
+locationData.countryOrRegion
+locationData
+errorDetails[*].details[*].details
+errorDetails[*].details[*].details[*]
+vmUuid
+osSku
+domainName
+adFqdn
+dnsFqdn
+privateLinkScopedResources
+privateLinkScopedResources[*]
+errorDetails[*].details[*].additionalInfo
+errorDetails[*].details[*].additionalInfo[*]
+errorDetails[*].details[*].additionalInfo[*].type
+errorDetails[*].additionalInfo
+errorDetails[*].additionalInfo[*]
+errorDetails[*].additionalInfo[*].type
+privateLinkScopeResourceId
+parentClusterResourceId
+detectedProperties
+osProfile.windowsConfiguration
+osProfile.windowsConfiguration.patchSettings
+osProfile.windowsConfiguration.patchSettings.assessmentMode
+osProfile.linuxConfiguration
+osProfile.linuxConfiguration.patchSettings
+osProfile.linuxConfiguration.patchSettings.assessmentMode
+osType
+mssqlDiscovered
+agentConfiguration
+agentConfiguration.proxyUrl
+agentConfiguration.incomingConnectionsPorts
+agentConfiguration.incomingConnectionsPorts[*]
+cloudMetadata
+cloudMetadata.provider
+osProfile.windowsConfiguration.patchSettings.patchMode
+osProfile.linuxConfiguration.patchSettings.patchMode
+agentConfiguration.extensionsAllowList
+agentConfiguration.extensionsAllowList[*]
+agentConfiguration.extensionsAllowList[*].publisher
+agentConfiguration.extensionsAllowList[*].type
+agentConfiguration.extensionsBlockList
+agentConfiguration.extensionsBlockList[*]
+agentConfiguration.extensionsBlockList[*].publisher
+agentConfiguration.extensionsBlockList[*].type
+agentConfiguration.proxyBypass
+agentConfiguration.proxyBypass[*]
+agentConfiguration.extensionsEnabled
+agentConfiguration.guestConfigurationEnabled
+serviceStatuses
+serviceStatuses.extensionService
+serviceStatuses.extensionService.status
+serviceStatuses.extensionService.startupType
+serviceStatuses.guestConfigurationService
+serviceStatuses.guestConfigurationService.status
+serviceStatuses.guestConfigurationService.startupType
+agentConfiguration.configMode
+agentUpgrade
+agentUpgrade.desiredVersion
+agentUpgrade.correlationId
+agentUpgrade.enableAutomaticUpgrade
+agentUpgrade.lastAttemptTimestamp
+agentUpgrade.lastAttemptStatus
+agentUpgrade.lastAttemptMessage
+agentUpgrade.lastAttemptDesiredVersion
+networkProfile
+networkProfile.networkInterfaces
+networkProfile.networkInterfaces[*]
+networkProfile.networkInterfaces[*].ipAddresses
+networkProfile.networkInterfaces[*].ipAddresses[*]
+networkProfile.networkInterfaces[*].ipAddresses[*].address
+networkProfile.networkInterfaces[*].ipAddresses[*].ipAddressVersion
+networkProfile.networkInterfaces[*].ipAddresses[*].subnet
+networkProfile.networkInterfaces[*].ipAddresses[*].subnet.addressPrefix
+licenseProfile
+licenseProfile.esuProfile
+licenseProfile.esuProfile.assignedLicenseImmutableId
+licenseProfile.esuProfile.esuKeys
+licenseProfile.esuProfile.esuKeys[*]
+licenseProfile.esuProfile.esuKeys[*].sku
+licenseProfile.esuProfile.esuKeys[*].licenseStatus
+licenseProfile.esuProfile.serverType
+licenseProfile.esuProfile.esuEligibility
+licenseProfile.esuProfile.esuKeyState
+licenseProfile.esuProfile.assignedLicense
+licenseProfile.esuProfile.assignedLicense.tags
+licenseProfile.esuProfile.assignedLicense.location
+licenseProfile.esuProfile.assignedLicense.provisioningState,properties.licenseProfile.esuProfile.assignedLicense.properties.provisioningState
+licenseProfile.esuProfile.assignedLicense.tenantId,properties.licenseProfile.esuProfile.assignedLicense.properties.tenantId
+licenseProfile.esuProfile.assignedLicense.licenseType,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseType
+licenseProfile.esuProfile.assignedLicense.licenseDetails,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails
+licenseProfile.esuProfile.assignedLicense.licenseDetails.state,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.state
+licenseProfile.esuProfile.assignedLicense.licenseDetails.target,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.target
+licenseProfile.esuProfile.assignedLicense.licenseDetails.edition,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.edition
+licenseProfile.esuProfile.assignedLicense.licenseDetails.type,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.type
+licenseProfile.esuProfile.assignedLicense.licenseDetails.processors,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.processors
+licenseProfile.esuProfile.assignedLicense.licenseDetails.assignedLicenses,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.assignedLicenses
+licenseProfile.esuProfile.assignedLicense.licenseDetails.immutableId,properties.licenseProfile.esuProfile.assignedLicense.properties.licenseDetails.immutableId
+licenseProfile.esuProfile.licenseAssignmentState
+[Microsoft.HybridCompute/machines/extensions]
+forceUpdateTag
+publisher
+type
+typeHandlerVersion
+autoUpgradeMinorVersion
+settings
+protectedSettings
+provisioningState
+instanceView.name
+instanceView.type
+instanceView.typeHandlerVersion
+instanceView.status.code
+instanceView.status.level
+instanceView.status.displayStatus
+instanceView.status.message
+instanceView.status.time
+instanceView.status
+instanceView
+enableAutomaticUpgrade
+[Microsoft.HybridCompute/machines/runCommands]
+source
+source.script
+source.scriptUri
+source.commandId
+source.scriptUriManagedIdentity
+source.scriptUriManagedIdentity.clientId
+source.scriptUriManagedIdentity.objectId
+parameters
+parameters[*]
+parameters[*].name
+parameters[*].value
+protectedParameters
+protectedParameters[*]
+protectedParameters[*].name
+protectedParameters[*].value
+asyncExecution
+runAsUser
+runAsPassword
+timeoutInSeconds
+outputBlobUri
+errorBlobUri
+outputBlobManagedIdentity
+outputBlobManagedIdentity.clientId
+outputBlobManagedIdentity.objectId
+errorBlobManagedIdentity
+errorBlobManagedIdentity.clientId
+errorBlobManagedIdentity.objectId
+provisioningState
+instanceView
+instanceView.name
+instanceView.status
+instanceView.status.code
+instanceView.status.level
+instanceView.status.displayStatus
+instanceView.status.message
+instanceView.status.time
+[Microsoft.HybridCompute/machines/licenseProfiles]
+esuProfile
+esuProfile.assignedLicenseImmutableId
+esuProfile.esuKeys
+esuProfile.esuKeys[*]
+esuProfile.esuKeys[*].sku
+esuProfile.esuKeys[*].licenseStatus
+esuProfile.serverType
+esuProfile.esuEligibility
+esuProfile.esuKeyState
+esuProfile.assignedLicense
+provisioningState
+[Microsoft.VirtualMachineImages/imageTemplates]
+source
+source.type
+customize[*]
+customize[*].type
+customize[*].name
+customize
+distribute[*]
+distribute[*].type
+distribute[*].runOutputName
+distribute[*].artifactTags
+distribute
+provisioningState
+provisioningError
+provisioningError.provisioningErrorCode
+provisioningError.message
+lastRunStatus
+lastRunStatus.startTime
+lastRunStatus.endTime
+lastRunStatus.runState
+lastRunStatus.runSubState
+lastRunStatus.message
+buildTimeoutInMinutes
+vmProfile
+vmProfile.vmSize
+vmProfile.osDiskSizeGB
+vmProfile.vnetConfig
+vmProfile.vnetConfig.subnetId
+[Microsoft.GuestConfiguration/guestConfigurationAssignments]
+complianceStatus
+parameterHash
+contentHash,properties.guestConfiguration.contentHash
+guestConfiguration
+guestConfiguration.kind
+guestConfiguration.name
+guestConfiguration.type
+guestConfiguration.configurationParameter
+guestConfiguration.configurationParameter.value[*]
+guestConfiguration.configurationParameter.value[*].name
+guestConfiguration.configurationParameter.value[*].value
+guestConfiguration.configurationParameter.value
+provisioningState
+complianceReason
+latestReportId
+assignmentHash
+location
+guestConfiguration.version
+guestConfiguration.contentUri
+guestConfiguration.contentHash
+guestConfiguration.configurationParameter[*]
+guestConfiguration.configurationParameter[*].name
+guestConfiguration.configurationParameter[*].value
+guestConfiguration.configurationSetting
+guestConfiguration.configurationSetting.configurationMode
+guestConfiguration.configurationSetting.allowModuleOverwrite
+guestConfiguration.configurationSetting.actionAfterReboot
+guestConfiguration.configurationSetting.refreshFrequencyMins
+guestConfiguration.configurationSetting.rebootIfNeeded
+guestConfiguration.configurationSetting.configurationModeFrequencyMins
+lastComplianceStatusChecked
+context
+`
+
+// END GENERATED
