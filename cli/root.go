@@ -147,6 +147,7 @@ Run 'gild serve' to start a server, 'gild login' to point this CLI at one, then
 		a.roleCommand(),
 		a.auditCommand(),
 		a.whoamiCommand(),
+		a.policyCommand(),
 	)
 	return root
 }
