@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gildhq/gild/access"
+	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
@@ -37,20 +38,23 @@ type Options struct {
 	MaxBody int64
 	// Metrics are the Prometheus metrics to update and serve; nil makes a fresh set.
 	Metrics *Metrics
+	// Compliance serves the PolicyInsights endpoints; nil leaves them out.
+	Compliance *compliance.Service
 }
 
 // Server is the API's http.Handler.
 type Server struct {
-	cp      *controlplane.Service
-	log     *slog.Logger
-	maxBody int64
-	metrics *Metrics
-	mux     *http.ServeMux
+	cp         *controlplane.Service
+	compliance *compliance.Service
+	log        *slog.Logger
+	maxBody    int64
+	metrics    *Metrics
+	mux        *http.ServeMux
 }
 
 // New returns the API over the control plane cp.
 func New(cp *controlplane.Service, opts Options) *Server {
-	s := &Server{cp: cp, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
+	s := &Server{cp: cp, compliance: opts.Compliance, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -127,6 +131,10 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 	path, err := resource.ParsePath(r.URL.Path)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if scope, set, op, ok := insightsPath(path); ok {
+		s.insights(w, r, caller, scope, set, op)
 		return
 	}
 	switch {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/gildhq/gild/api"
+	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
@@ -21,11 +22,12 @@ import (
 
 // env is a real API over a real SQLite file, served on a loopback port.
 type env struct {
-	t     testing.TB
-	url   string
-	admin string
-	st    store.Store
-	cp    *controlplane.Service
+	t        testing.TB
+	url      string
+	admin    string
+	st       store.Store
+	cp       *controlplane.Service
+	policies *compliance.Service
 }
 
 func newEnv(t testing.TB) *env {
@@ -40,13 +42,21 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	policies, err := compliance.NewService(ctx, compliance.New(compliance.Options{}), st, cp.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.SetHooks(policies)
+	runCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	go policies.Run(runCtx)
 	var admin string
 	if _, err := cp.Bootstrap(ctx, func(s string) error { admin = s; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10}))
+	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies}))
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, admin: admin, st: st, cp: cp}
+	return &env{t: t, url: srv.URL, admin: admin, st: st, cp: cp, policies: policies}
 }
 
 type response struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/resource"
 )
 
@@ -28,6 +29,10 @@ var statusOf = map[string]int{
 	resource.CodeUnsupportedMediaType:   http.StatusUnsupportedMediaType,
 	resource.CodeStoreUnavailable:       http.StatusServiceUnavailable,
 	resource.CodeInternal:               http.StatusInternalServerError,
+	compliance.CodeDisallowedByPolicy:   http.StatusForbidden,
+	compliance.CodeInvalidPolicy:        http.StatusBadRequest,
+	compliance.CodeInvalidAssignment:    http.StatusBadRequest,
+	compliance.CodePolicyNotFound:       http.StatusNotFound,
 }
 
 const codeInvalidAPIVersion = "InvalidApiVersionParameter"

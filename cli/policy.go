@@ -17,7 +17,7 @@ func (a *app) policyCommand() *cobra.Command {
 		Use:   "policy",
 		Short: "Check and try out Azure Policy definitions",
 	}
-	cmd.AddCommand(a.policyValidateCommand(), a.policyTestCommand())
+	cmd.AddCommand(a.policyValidateCommand(), a.policyTestCommand(), a.policyScanCommand())
 	return cmd
 }
 

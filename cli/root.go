@@ -148,6 +148,7 @@ Run 'gild serve' to start a server, 'gild login' to point this CLI at one, then
 		a.auditCommand(),
 		a.whoamiCommand(),
 		a.policyCommand(),
+		a.complianceCommand(),
 	)
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +43,8 @@ func parseLogLevel(s string) (slog.Level, error) {
 }
 
 func (a *app) serveCommand() *cobra.Command {
-	var dataDir, addr, storeURL, logLevel string
+	var dataDir, addr, storeURL, logLevel, aliasFile string
+	var scanInterval time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve [--data DIR] [--addr 127.0.0.1:8080] [--store URL]",
 		Short: "Run the gild server",
@@ -62,6 +64,8 @@ resources in PostgreSQL instead.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.StringVar(&storeURL, "store", "", "store URL such as postgres://USER@HOST/DB (default SQLite in the data directory)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&aliasFile, "aliases", "", "an Azure Policy alias catalogue (csv or csv.gz of alias,path) laid over gild's own aliases")
+	f.DurationVar(&scanInterval, "scan-interval", time.Hour, "how often every policy assignment's scope is evaluated again")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
 		level, err := parseLogLevel(logLevel)
 		if err != nil {
@@ -78,7 +82,8 @@ resources in PostgreSQL instead.`,
 		log := slog.New(slog.NewTextHandler(a.env.Stderr, &slog.HandlerOptions{Level: level}))
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log})
+		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log,
+			AliasFile: aliasFile, ScanInterval: scanInterval})
 	})
 	return cmd
 }

@@ -45,11 +45,31 @@ type Options struct {
 	// RefreshInterval is how often changes written by other servers are picked up (the
 	// tree and the role assignments); 0 means one second.
 	RefreshInterval time.Duration
+	// Hooks take part in every write; nil means none.
+	Hooks Hooks
+}
+
+// Hooks let another part of gild take part in writes, inside their transactions, so that
+// what it decides lands atomically with the write (the policy engine's admission and
+// compliance states). The tree is the management-group tree as the write sees it.
+type Hooks interface {
+	// BeforeWrite checks, and may change, a resource about to be stored (old is nil for a
+	// new one); an error refuses the write.
+	BeforeWrite(ctx context.Context, tx store.Tx, tree *resource.Hierarchy, old, next *resource.Resource) (*resource.Resource, error)
+	// AfterWrite sees the stored resource before the transaction commits.
+	AfterWrite(ctx context.Context, tx store.Tx, tree *resource.Hierarchy, stored *resource.Resource) error
+	// BeforeDelete may refuse to delete a resource.
+	BeforeDelete(ctx context.Context, tx store.Tx, tree *resource.Hierarchy, victim *resource.Resource) error
+	// AfterDelete sees each deleted resource before the transaction commits.
+	AfterDelete(ctx context.Context, tx store.Tx, tree *resource.Hierarchy, deleted *resource.Resource) error
+	// Committed is told, after the commit, which resources a write changed.
+	Committed(ctx context.Context, ids []resource.ID)
 }
 
 // Service is the resource manager over one store.
 type Service struct {
 	store    store.Store
+	hooks    Hooks
 	now      func() time.Time
 	log      *slog.Logger
 	interval time.Duration
@@ -69,7 +89,7 @@ type snapshot struct {
 
 // New returns a Service over st, with the tree and assignments loaded.
 func New(ctx context.Context, st store.Store, opts Options) (*Service, error) {
-	s := &Service{store: st, now: opts.Now, log: opts.Logger, interval: opts.RefreshInterval}
+	s := &Service{store: st, hooks: opts.Hooks, now: opts.Now, log: opts.Logger, interval: opts.RefreshInterval}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -86,6 +106,10 @@ func New(ctx context.Context, st store.Store, opts Options) (*Service, error) {
 	}
 	return s, nil
 }
+
+// SetHooks sets the hooks after construction, for hooks that need the Service themselves
+// (the compliance engine reads the tree through it). Call it before serving.
+func (s *Service) SetHooks(h Hooks) { s.hooks = h }
 
 // Store is the store the Service writes to.
 func (s *Service) Store() store.Store { return s.store }
@@ -289,4 +313,41 @@ func storeErr(id resource.ID, err error) error {
 		return re
 	}
 	return fmt.Errorf("%s: %w", id, err)
+}
+
+// ReadableScopes returns the ID prefixes inside scope under which c may read, for queries
+// over things that belong to resources (compliance states): nil means everywhere. A scope
+// c can see nothing of is reported as not found, as List does.
+func (s *Service) ReadableScopes(c Caller, scope resource.ID) ([]resource.ID, error) {
+	snap := s.snap.Load()
+	if c.System {
+		if scope.IsRoot() {
+			return nil, nil
+		}
+		return snap.tree.Expand(scope), nil
+	}
+	if !snap.grants.ListableScope(c.PrincipalID, scope) {
+		return nil, notFound(scope)
+	}
+	scopes := snap.grants.ReadScopes(c.PrincipalID, "", scope)
+	if len(scopes) == 1 && scopes[0].IsRoot() {
+		return nil, nil
+	}
+	if scopes == nil {
+		scopes = []resource.ID{}
+	}
+	return scopes, nil
+}
+
+// Authorize checks that c may perform an action that is not a verb on a resource type
+// (such as "Microsoft.PolicyInsights/policyStates/triggerEvaluation/action") at scope.
+// A caller who cannot even see the scope is told it does not exist.
+func (s *Service) Authorize(c Caller, action string, scope resource.ID) error {
+	if c.System {
+		return nil
+	}
+	if !s.snap.Load().grants.ListableScope(c.PrincipalID, scope) {
+		return notFound(scope)
+	}
+	return s.authorizeAction(c, action, scope)
 }

@@ -191,6 +191,14 @@ func (s *Service) write(ctx context.Context, tx store.Tx, c Caller, id resource.
 	if err := s.checkType(ctx, tx, c, id, old, next); err != nil {
 		return nil, false, err
 	}
+	tree := s.snap.Load().tree
+	if s.hooks != nil {
+		admitted, err := s.hooks.BeforeWrite(ctx, tx, tree, old, next)
+		if err != nil {
+			return nil, false, err
+		}
+		next = admitted
+	}
 	now := s.now().UTC()
 	sd := &resource.SystemData{CreatedBy: c.PrincipalID, CreatedAt: now, LastModifiedBy: c.PrincipalID, LastModifiedAt: now}
 	if old != nil && old.SystemData != nil {
@@ -203,6 +211,11 @@ func (s *Service) write(ctx context.Context, tx store.Tx, c Caller, id resource.
 	if err != nil {
 		return nil, false, err
 	}
+	if s.hooks != nil {
+		if err := s.hooks.AfterWrite(ctx, tx, tree, stored); err != nil {
+			return nil, false, err
+		}
+	}
 	before := ""
 	if old != nil {
 		before = old.ETag
@@ -213,12 +226,18 @@ func (s *Service) write(ctx context.Context, tx store.Tx, c Caller, id resource.
 }
 
 // afterWrite brings the snapshot up to date at once when a write changed the tree or the
-// grants, so the writer's next request already sees its effect.
-func (s *Service) afterWrite(ctx context.Context, id resource.ID) {
-	if affectsSnapshot(id.Type()) {
-		if err := s.refresh(ctx); err != nil {
-			s.log.Warn("refresh after write", "id", id.String(), "err", err)
+// grants, so the writer's next request already sees its effect, and tells the hooks.
+func (s *Service) afterWrite(ctx context.Context, ids ...resource.ID) {
+	for _, id := range ids {
+		if affectsSnapshot(id.Type()) || id.Kind() == resource.KindResourceGroup {
+			if err := s.refresh(ctx); err != nil {
+				s.log.Warn("refresh after write", "id", id.String(), "err", err)
+			}
+			break
 		}
+	}
+	if s.hooks != nil {
+		s.hooks.Committed(ctx, ids)
 	}
 }
 
@@ -394,8 +413,11 @@ func (s *Service) Delete(ctx context.Context, c Caller, id resource.ID, pre stor
 		return false, err
 	}
 	deleted := false
+	var deletedIDs []resource.ID
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.Get(ctx, id); err != nil {
+		deletedIDs = deletedIDs[:0]
+		top, err := tx.Get(ctx, id)
+		if err != nil {
 			if store.IsNotFound(err) && pre.IfMatch == "" {
 				return nil // ARM answers 204 for a resource that is not there
 			}
@@ -405,11 +427,25 @@ func (s *Service) Delete(ctx context.Context, c Caller, id resource.ID, pre stor
 		if err != nil {
 			return err
 		}
+		tree := s.snap.Load().tree
 		now := s.now().UTC()
+		if s.hooks != nil {
+			for _, v := range append(victims, top) {
+				if err := s.hooks.BeforeDelete(ctx, tx, tree, v); err != nil {
+					return err
+				}
+			}
+		}
 		for _, v := range victims {
 			vid, _ := resource.Parse(v.ID)
 			if _, err := tx.Delete(ctx, vid, store.Precondition{}); err != nil {
 				return err
+			}
+			deletedIDs = append(deletedIDs, vid)
+			if s.hooks != nil {
+				if err := s.hooks.AfterDelete(ctx, tx, tree, v); err != nil {
+					return err
+				}
 			}
 			if err := tx.Audit(ctx, store.AuditEntry{At: now, Principal: c.PrincipalID, Action: "DELETE", ResourceID: v.ID, Type: v.Type,
 				BeforeETag: v.ETag, Detail: strings.TrimSpace(c.Detail + " (with " + id.String() + ")")}); err != nil {
@@ -421,18 +457,22 @@ func (s *Service) Delete(ctx context.Context, c Caller, id resource.ID, pre stor
 			return err
 		}
 		deleted = true
+		deletedIDs = append(deletedIDs, id)
+		if s.hooks != nil {
+			if err := s.hooks.AfterDelete(ctx, tx, tree, old); err != nil {
+				return err
+			}
+		}
 		return tx.Audit(ctx, store.AuditEntry{At: now, Principal: c.PrincipalID, Action: "DELETE", ResourceID: old.ID, Type: old.Type,
 			BeforeETag: old.ETag, Detail: c.Detail})
 	})
 	if err != nil {
 		return false, storeErr(id, err)
 	}
-	// A cascade may have removed role assignments, so any delete that took something
-	// along refreshes too.
-	if deleted && (affectsSnapshot(id.Type()) || id.Kind() == resource.KindResourceGroup) {
-		if err := s.refresh(ctx); err != nil {
-			s.log.Warn("refresh after delete", "id", id.String(), "err", err)
-		}
+	// A cascade may have removed role assignments: afterWrite refreshes for a resource
+	// group's delete too.
+	if deleted {
+		s.afterWrite(ctx, deletedIDs...)
 	}
 	return deleted, nil
 }

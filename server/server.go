@@ -17,7 +17,9 @@ import (
 
 	"github.com/gildhq/gild/api"
 	"github.com/gildhq/gild/atomicfile"
+	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/policy"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
 
@@ -36,6 +38,10 @@ type Config struct {
 	Logger   *slog.Logger
 	// Ready, if set, is called with the address being served once the listener is open.
 	Ready func(addr string)
+	// AliasFile is an alias catalogue (csv or csv.gz) laid over gild's built-in aliases.
+	AliasFile string
+	// ScanInterval is how often every policy assignment's scope is scanned; 0 means hourly.
+	ScanInterval time.Duration
 }
 
 // AdminTokenFile is the name, in the data directory, of the file holding the first Owner token.
@@ -82,6 +88,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	aliases := policy.DefaultAliases()
+	if cfg.AliasFile != "" {
+		catalogue, err := policy.LoadAliasFile(cfg.AliasFile)
+		if err != nil {
+			return fmt.Errorf("serve: --aliases: %w", err)
+		}
+		aliases = aliases.Merge(catalogue)
+	}
+	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log})
+	policies, err := compliance.NewService(ctx, engine, st, cp.Tree)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	policies.Interval = cfg.ScanInterval
+	cp.SetHooks(policies)
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
 	made, err := cp.Bootstrap(ctx, func(secret string) error { return atomicfile.Write(tokenPath, []byte(secret+"\n"), 0o600) })
 	if err != nil {
@@ -92,7 +113,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           api.New(cp, api.Options{Logger: log}),
+		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -101,6 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go cp.Run(runCtx)
+	go policies.Run(runCtx)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

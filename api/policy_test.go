@@ -1,0 +1,292 @@
+package api_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	defPublishers = "/providers/Microsoft.Management/managementGroups/contoso/providers/Microsoft.Authorization/policyDefinitions/allowed-publishers"
+	asgPublishers = subPay + "/providers/Microsoft.Authorization/policyAssignments/publishers"
+)
+
+// publishersDefinition is Azure's "allowed image publishers" sample, as a team would bring it.
+var publishersDefinition = map[string]any{"properties": map[string]any{
+	"displayName": "Only allow images from certain publishers",
+	"mode":        "All",
+	"parameters": map[string]any{"listOfAllowedimagePublishers": map[string]any{"type": "Array",
+		"metadata": map[string]any{"displayName": "Allowed image publishers"}}},
+	"policyRule": map[string]any{
+		"if": map[string]any{"allOf": []any{
+			map[string]any{"field": "type", "in": []any{"Microsoft.Compute/virtualMachines", "Microsoft.Compute/VirtualMachineScaleSets"}},
+			map[string]any{"not": map[string]any{"field": "Microsoft.Compute/imagePublisher", "in": "[parameters('listOfAllowedimagePublishers')]"}},
+		}},
+		"then": map[string]any{"effect": "deny"},
+	},
+}}
+
+func publishersAssignment(mode string) map[string]any {
+	return map[string]any{"properties": map[string]any{
+		"policyDefinitionId": defPublishers,
+		"enforcementMode":    mode,
+		"parameters":         map[string]any{"listOfAllowedimagePublishers": map[string]any{"value": []any{"Debian", "Canonical"}}},
+		"nonComplianceMessages": []any{map[string]any{
+			"message": "Use a golden image from the corp gallery; see https://wiki.example/golden-images"}},
+	}}
+}
+
+// states returns the compliance states the API reports for a resource, by assignment name.
+func (e *env) states(resourceID string) map[string]map[string]any {
+	e.t.Helper()
+	r := e.must(e.admin, "POST", "/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults?$filter="+
+		strings.ReplaceAll("resourceId eq '"+resourceID+"'", " ", "%20"), nil, 200)
+	out := map[string]map[string]any{}
+	for _, v := range r.body["value"].([]any) {
+		m := v.(map[string]any)
+		id := m["policyAssignmentId"].(string)
+		key := id[strings.LastIndex(id, "/")+1:]
+		if ref, _ := m["policyDefinitionReferenceId"].(string); ref != "" {
+			key += "/" + ref
+		}
+		out[key] = m
+	}
+	return out
+}
+
+// TestDenyAtAdmission is the acceptance case: an "allowed image publishers" deny
+// assignment stops a VM with a publisher it does not allow and lets an allowed one
+// through; with DoNotEnforce both are stored and the bad one is NonCompliant.
+func TestDenyAtAdmission(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	e.must(e.admin, "PUT", defPublishers, publishersDefinition, 201)
+	e.must(e.admin, "PUT", asgPublishers, publishersAssignment("Default"), 201)
+
+	bad := rgPay + "/providers/" + vmType + "/from-redhat"
+	good := rgPay + "/providers/" + vmType + "/from-debian"
+	before, _ := e.st.LastSeq(t.Context())
+	r := e.do(e.admin, "PUT", bad, vmBody("RedHat"))
+	if r.status != 403 || r.errCode() != "RequestDisallowedByPolicy" {
+		t.Fatalf("VM from a publisher not allowed: %d %s", r.status, r.raw)
+	}
+	msg := r.errField("message")
+	if !strings.Contains(msg, "publishers") || !strings.Contains(msg, "golden image from the corp gallery") {
+		t.Fatalf("the refusal should name the assignment and carry its message: %q", msg)
+	}
+	if after, _ := e.st.LastSeq(t.Context()); after != before {
+		t.Fatalf("a denied PUT stored something: change sequence %d -> %d", before, after)
+	}
+	e.must(e.admin, "GET", bad, nil, 404)
+	e.must(e.admin, "PUT", good, vmBody("debian"), 201) // publishers compare without case
+	if st := e.states(good)["publishers"]; st["complianceState"] != "Compliant" {
+		t.Fatalf("allowed VM state: %v", st)
+	}
+
+	// DoNotEnforce: both are stored, the bad one is NonCompliant, with its reason.
+	e.must(e.admin, "PUT", asgPublishers, publishersAssignment("DoNotEnforce"), 200)
+	e.must(e.admin, "PUT", bad, vmBody("RedHat"), 201)
+	st := e.states(bad)["publishers"]
+	if st["complianceState"] != "NonCompliant" || st["isCompliant"] != false || st["policyDefinitionAction"] != "deny" {
+		t.Fatalf("VM stored under DoNotEnforce: %v", st)
+	}
+	reasons, _ := json.Marshal(st["complianceReasons"])
+	if !strings.Contains(string(reasons), "Microsoft.Compute/imagePublisher") || !strings.Contains(string(reasons), "RedHat") {
+		t.Fatalf("reasons should name the alias and the actual value: %s", reasons)
+	}
+	if st := e.states(good)["publishers"]; st["complianceState"] != "Compliant" {
+		t.Fatalf("allowed VM state after the mode change: %v", st)
+	}
+	// Fixing the VM makes it compliant at once, and the history shows both changes.
+	e.must(e.admin, "PUT", bad, vmBody("Canonical"), 200)
+	if st := e.states(bad)["publishers"]; st["complianceState"] != "Compliant" {
+		t.Fatalf("fixed VM: %v", st)
+	}
+	h := e.must(e.admin, "POST", "/providers/Microsoft.PolicyInsights/policyStates/default/queryResults", nil, 200)
+	var path []string
+	for _, v := range h.body["value"].([]any) {
+		m := v.(map[string]any)
+		if m["resourceId"] == bad {
+			from, _ := m["previousComplianceState"].(string)
+			to, _ := m["complianceState"].(string)
+			path = append(path, from+">"+to)
+		}
+	}
+	if strings.Join(path, " ") != ">NonCompliant NonCompliant>Compliant" {
+		t.Fatalf("history of the VM: %v", path)
+	}
+}
+
+func TestPolicyResourcesAreChecked(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	broken := map[string]any{"properties": map[string]any{"policyRule": map[string]any{
+		"if":   map[string]any{"field": "Microsoft.Compute/imagePublsher", "equals": "x"},
+		"then": map[string]any{"effect": "audit"}}}}
+	r := e.do(e.admin, "PUT", defPublishers, broken)
+	if r.status != 400 || r.errCode() != "InvalidPolicyDefinition" || !strings.Contains(r.errField("message"), "imagePublisher") ||
+		r.errField("target") != "properties.policyRule.if.field" {
+		t.Fatalf("definition with a misspelt alias: %d %s", r.status, r.raw)
+	}
+	e.must(e.admin, "PUT", defPublishers, publishersDefinition, 201)
+	noParams := map[string]any{"properties": map[string]any{"policyDefinitionId": defPublishers}}
+	r = e.do(e.admin, "PUT", asgPublishers, noParams)
+	if r.status != 400 || !strings.Contains(r.errField("target"), "listOfAllowedimagePublishers") {
+		t.Fatalf("assignment without its required parameter: %d %s", r.status, r.raw)
+	}
+	r = e.do(e.admin, "PUT", asgPublishers, map[string]any{"properties": map[string]any{"policyDefinitionId": defPublishers + "x"}})
+	if r.status != 404 || r.errCode() != "PolicyDefinitionNotFound" {
+		t.Fatalf("assignment of a missing definition: %d %s", r.status, r.raw)
+	}
+	// A definition in the contoso group cannot be assigned outside it.
+	e.must(e.admin, "PUT", "/subscriptions/outside", map[string]any{}, 201)
+	r = e.do(e.admin, "PUT", "/subscriptions/outside/providers/Microsoft.Authorization/policyAssignments/x", publishersAssignment("Default"))
+	if r.status != 400 || !strings.Contains(r.errField("message"), "does not contain") {
+		t.Fatalf("assignment outside the definition's scope: %d %s", r.status, r.raw)
+	}
+	e.must(e.admin, "PUT", asgPublishers, publishersAssignment("Default"), 201)
+	if r := e.do(e.admin, "DELETE", defPublishers, nil); r.status != 409 || !strings.Contains(r.errField("message"), "publishers") {
+		t.Fatalf("deleting a definition in use: %d %s", r.status, r.raw)
+	}
+	e.must(e.admin, "DELETE", asgPublishers, nil, 200)
+	e.must(e.admin, "DELETE", defPublishers, nil, 200)
+}
+
+// TestExemptionExpires checks that an exemption stops counting at expiresOn with nobody
+// doing anything: the engine rescans when it expires.
+func TestExemptionExpires(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	e.must(e.admin, "PUT", defPublishers, publishersDefinition, 201)
+	e.must(e.admin, "PUT", asgPublishers, publishersAssignment("DoNotEnforce"), 201)
+	bad := rgPay + "/providers/" + vmType + "/legacy"
+	e.must(e.admin, "PUT", bad, vmBody("RedHat"), 201)
+	if st := e.states(bad)["publishers"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("before the exemption: %v", st)
+	}
+	expires := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+	e.must(e.admin, "PUT", bad+"/providers/Microsoft.Authorization/policyExemptions/legacy-waiver", map[string]any{"properties": map[string]any{
+		"policyAssignmentId": asgPublishers, "exemptionCategory": "Waiver", "expiresOn": expires,
+		"description": "migrating off RedHat by the end of the sprint"}}, 201)
+	waitFor(t, 5*time.Second, "the exemption to apply", func() bool { return e.states(bad)["publishers"]["complianceState"] == "Exempt" })
+	waitFor(t, 10*time.Second, "the exemption to expire", func() bool { return e.states(bad)["publishers"]["complianceState"] == "NonCompliant" })
+}
+
+// TestInitiativeAndSummary assigns an initiative of two policies with notScopes and
+// checks states per reference id and Azure's summary and percentage.
+func TestInitiativeAndSummary(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	e.must(e.admin, "PUT", defPublishers, publishersDefinition, 201)
+	initiative := "/providers/Microsoft.Management/managementGroups/contoso/providers/Microsoft.Authorization/policySetDefinitions/vm-baseline"
+	e.must(e.admin, "PUT", initiative, map[string]any{"properties": map[string]any{
+		"displayName": "VM baseline",
+		"parameters":  map[string]any{"publishers": map[string]any{"type": "Array", "defaultValue": []any{"Debian"}}},
+		"policyDefinitions": []any{
+			map[string]any{"policyDefinitionId": defPublishers, "policyDefinitionReferenceId": "publishers",
+				"parameters": map[string]any{"listOfAllowedimagePublishers": map[string]any{"value": "[parameters('publishers')]"}}},
+			map[string]any{"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/gild-service-model-tag",
+				"policyDefinitionReferenceId": "service-model",
+				"parameters":                  map[string]any{"effect": map[string]any{"value": "Audit"}}},
+		}}}, 201)
+	assignment := mgCorp + "/providers/Microsoft.Authorization/policyAssignments/baseline"
+	e.must(e.admin, "PUT", assignment, map[string]any{"properties": map[string]any{
+		"policyDefinitionId": initiative, "enforcementMode": "DoNotEnforce",
+		"notScopes": []any{rgFind}}}, 201)
+	e.must(e.admin, "POST", mgCorp+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+
+	pet := rgPay + "/providers/" + vmType + "/untagged"
+	body := vmBody("RedHat")
+	delete(body, "tags")
+	e.must(e.admin, "PUT", pet, body, 201)
+	got := e.states(pet)
+	if got["baseline/publishers"]["complianceState"] != "NonCompliant" || got["baseline/service-model"]["complianceState"] != "NonCompliant" {
+		t.Fatalf("untagged RedHat VM: %v", got)
+	}
+	if got := e.states(vmPay); got["baseline/publishers"]["complianceState"] != "Compliant" || got["baseline/service-model"]["complianceState"] != "Compliant" {
+		t.Fatalf("api-1: %v", got)
+	}
+	if got := e.states(vmFind); len(got) != 0 {
+		t.Fatalf("a VM in a notScope has states: %v", got)
+	}
+	sum := e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/summarize", nil, 200)
+	results := sum.body["value"].([]any)[0].(map[string]any)["results"].(map[string]any)
+	// Resources in payments: the subscription and its resource group (tags are not
+	// required there: the tag policy is Indexed and VM-only, the publisher one VM-only,
+	// so they are compliant), api-1 (compliant) and untagged (non-compliant).
+	if results["nonCompliantResources"] != 1.0 || results["nonCompliantPolicies"] != 2.0 {
+		t.Fatalf("summary results: %v", results)
+	}
+	if pct := results["compliancePercentage"].(float64); pct != 75 {
+		t.Fatalf("compliance percentage %v, want 75 (3 of 4 resources)", pct)
+	}
+	// The payments reader sees payments' states only.
+	reader := e.token("Reader", subPay)
+	r := e.must(reader, "POST", "/providers/Microsoft.PolicyInsights/policyStates/latest/queryResults", nil, 200)
+	for _, v := range r.body["value"].([]any) {
+		if id := v.(map[string]any)["resourceId"].(string); !strings.HasPrefix(id, subPay) {
+			t.Fatalf("reader sees the state of %s", id)
+		}
+	}
+	if r := e.do(reader, "POST", subFind+"/providers/Microsoft.PolicyInsights/policyStates/latest/summarize", nil); r.status != 404 {
+		t.Fatalf("reader summarising another team: %d", r.status)
+	}
+	if r := e.do(reader, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil); r.status != 403 {
+		t.Fatalf("reader triggering a scan: %d %s", r.status, r.raw)
+	}
+}
+
+// TestGuestConfigurationAuditIfNotExists evaluates an auditIfNotExists definition in the
+// shape of Azure's guest-configuration built-ins: the VM complies only when its
+// guestConfigurationAssignments extension reports Compliant.
+func TestGuestConfigurationAuditIfNotExists(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	def := "/providers/Microsoft.Authorization/policyDefinitions/linux-baseline-audit"
+	e.must(e.admin, "PUT", def, map[string]any{"properties": map[string]any{
+		"mode": "Indexed",
+		"policyRule": map[string]any{
+			"if": map[string]any{"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
+			"then": map[string]any{"effect": "auditIfNotExists", "details": map[string]any{
+				"type": "Microsoft.GuestConfiguration/guestConfigurationAssignments",
+				"name": "LinuxBaseline",
+				"existenceCondition": map[string]any{
+					"field": "Microsoft.GuestConfiguration/guestConfigurationAssignments/complianceStatus", "equals": "Compliant"},
+			}},
+		}}}, 201)
+	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/linux-baseline",
+		map[string]any{"properties": map[string]any{"policyDefinitionId": def}}, 201)
+	gca := vmPay + "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxBaseline"
+	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("VM without its guest assignment: %v", st)
+	}
+	e.must(e.admin, "PUT", gca, map[string]any{"properties": map[string]any{"complianceStatus": "NonCompliant"}}, 201)
+	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("VM whose guest assignment reports NonCompliant: %v", st)
+	}
+	e.must(e.admin, "PUT", gca, map[string]any{"properties": map[string]any{"complianceStatus": "Compliant"}}, 200)
+	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "Compliant" {
+		t.Fatalf("VM whose guest assignment reports Compliant: %v", st)
+	}
+	// Another VM's guest assignment does not count for this one.
+	other := rgPay + "/providers/" + vmType + "/api-2"
+	e.must(e.admin, "PUT", other, vmBody("Debian"), 201)
+	if st := e.states(other)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("a VM must not borrow another VM's guest assignment: %v", st)
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
