@@ -109,8 +109,12 @@ type initiative struct {
 
 type assignment struct {
 	id              resource.ID
+	idStr           string // id.String() and id.Key(), computed once: scans use them per resource
+	key             string
 	scope           resource.ID
+	scopeKey        string
 	notScopes       []resource.ID
+	notScopeKeys    []string
 	enforce         bool
 	definitionID    string
 	setDefinitionID string
@@ -123,11 +127,15 @@ type member struct {
 	referenceID  string
 	definitionID string
 	prepared     *policy.Prepared
+	// policyInfo is what policy() returns for this member; read-only, shared by evaluations.
+	policyInfo map[string]any
+	indexed    bool
 }
 
 type exemption struct {
 	id         resource.ID
 	scope      resource.ID
+	scopeKey   string
 	assignment string // ID key
 	references map[string]bool
 	expiresOn  time.Time
@@ -248,7 +256,7 @@ type assignmentProps struct {
 // a broken assignment carries its error.
 func (e *Engine) prepareAssignment(cat *catalog, r *resource.Resource) *assignment {
 	id, _ := resource.Parse(r.ID)
-	a := &assignment{id: id, scope: id.Parent(), enforce: true, messages: map[string]string{}}
+	a := &assignment{id: id, idStr: id.String(), key: id.Key(), scope: id.Parent(), scopeKey: id.Parent().Key(), enforce: true, messages: map[string]string{}}
 	var p assignmentProps
 	if err := json.Unmarshal(orEmpty(r.Properties), &p); err != nil {
 		a.err = fieldError(CodeInvalidAssignment, "properties", "the assignment's properties do not decode: %v", err)
@@ -274,6 +282,7 @@ func (e *Engine) bindAssignment(cat *catalog, a *assignment, p assignmentProps) 
 			return fieldError(CodeInvalidAssignment, fmt.Sprintf("properties.notScopes[%d]", i), "%q is not a resource ID", ns)
 		}
 		a.notScopes = append(a.notScopes, id)
+		a.notScopeKeys = append(a.notScopeKeys, id.Key())
 	}
 	for _, m := range p.NonComplianceMessages {
 		a.messages[strings.ToLower(m.ReferenceID)] = m.Message
@@ -305,7 +314,7 @@ func (e *Engine) bindAssignment(cat *catalog, a *assignment, p assignmentProps) 
 		if err != nil {
 			return assignmentParamError(err)
 		}
-		a.members = []member{{definitionID: d.id, prepared: q}}
+		a.members = []member{newMember(a, "", d.id, q)}
 		return nil
 	}
 	in, ok := cat.initiatives[ref]
@@ -340,9 +349,15 @@ func (e *Engine) bindAssignment(cat *catalog, a *assignment, p assignmentProps) 
 		if err != nil {
 			return fieldError(CodeInvalidAssignment, "properties.parameters", "initiative member %s: %v", m.ReferenceID, err)
 		}
-		a.members = append(a.members, member{referenceID: m.ReferenceID, definitionID: d.id, prepared: q})
+		a.members = append(a.members, newMember(a, m.ReferenceID, d.id, q))
 	}
 	return nil
+}
+
+func newMember(a *assignment, referenceID, definitionID string, q *policy.Prepared) member {
+	return member{referenceID: referenceID, definitionID: definitionID, prepared: q, indexed: q.Policy().Mode() == "indexed",
+		policyInfo: map[string]any{"assignmentId": a.idStr, "definitionId": definitionID,
+			"setDefinitionId": a.setDefinitionID, "definitionReferenceId": referenceID}}
 }
 
 // bindSetParameters checks an assignment's values against an initiative's declarations.
@@ -437,7 +452,7 @@ func parseExemption(r *resource.Resource) (*exemption, error) {
 	if err := json.Unmarshal(orEmpty(r.Properties), &p); err != nil {
 		return nil, fieldError(resource.CodeInvalidRequestContent, "properties", "the exemption's properties do not decode: %v", err)
 	}
-	x := &exemption{id: id, scope: id.Parent(), assignment: keyOf(p.PolicyAssignmentID), references: map[string]bool{}}
+	x := &exemption{id: id, scope: id.Parent(), scopeKey: id.Parent().Key(), assignment: keyOf(p.PolicyAssignmentID), references: map[string]bool{}}
 	var errs []*resource.Error
 	if p.PolicyAssignmentID == "" {
 		errs = append(errs, resource.Errorf(resource.CodeInvalidRequestContent, "properties.policyAssignmentId", "policyAssignmentId is required"))
@@ -466,15 +481,16 @@ func parseExemption(r *resource.Resource) (*exemption, error) {
 	return x, nil
 }
 
-// applies reports whether the exemption covers a state at time now.
-func (x *exemption) applies(assignmentKey, referenceID string, target resource.ID, tree *resource.Hierarchy, now time.Time) bool {
+// applies reports whether the exemption covers a state at time now; within holds the keys
+// of the target and every scope above it.
+func (x *exemption) applies(assignmentKey, referenceID string, within map[string]bool, now time.Time) bool {
 	if x.assignment != assignmentKey || (!x.expiresOn.IsZero() && !now.Before(x.expiresOn)) {
 		return false
 	}
 	if len(x.references) > 0 && !x.references[strings.ToLower(referenceID)] {
 		return false
 	}
-	return tree.Contains(x.scope, target)
+	return within[x.scopeKey]
 }
 
 // NextExpiry is the earliest expiresOn after now among the exemptions, so that a

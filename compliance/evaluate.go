@@ -20,31 +20,68 @@ func Evaluable(typ string) bool {
 		!strings.EqualFold(typ, resource.TypeManagementGroup) && !strings.EqualFold(typ, resource.TypeTenant)
 }
 
-// applies reports whether assignment a reaches target: inside its scope and outside its
-// notScopes.
-func (a *assignment) applies(target resource.ID, tree *resource.Hierarchy) bool {
-	if !tree.Contains(a.scope, target) {
+// applies reports whether assignment a reaches a resource: inside its scope and outside
+// its notScopes. within holds the keys of the resource and every scope above it.
+func (a *assignment) applies(within map[string]bool) bool {
+	if !within[a.scopeKey] {
 		return false
 	}
-	for _, ns := range a.notScopes {
-		if tree.Contains(ns, target) {
+	for _, k := range a.notScopeKeys {
+		if within[k] {
 			return false
 		}
 	}
 	return true
 }
 
-// toDoc turns a resource into the policy package's value model.
+// withinKeys are the keys of id and of every scope that contains it, the tree included:
+// computed once per resource, so each assignment's scope test is a map lookup.
+func withinKeys(id resource.ID, tree *resource.Hierarchy) map[string]bool {
+	anc := tree.Ancestors(id)
+	m := make(map[string]bool, len(anc)+1)
+	m[id.Key()] = true
+	for _, a := range anc {
+		m[a.Key()] = true
+	}
+	return m
+}
+
+// toDoc turns a resource into the policy package's value model. It builds the envelope
+// directly and decodes only the raw JSON parts: this runs once per resource in every scan.
 func toDoc(r *resource.Resource) (map[string]any, error) {
-	raw, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", r.ID, err)
+	m := make(map[string]any, 10)
+	m["id"], m["name"], m["type"] = r.ID, r.Name, r.Type
+	for k, v := range map[string]string{"kind": r.Kind, "location": r.Location, "managedBy": r.ManagedBy} {
+		if v != "" {
+			m[k] = v
+		}
 	}
-	v, err := policy.DecodeJSON(raw)
-	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w", r.ID, err)
+	if len(r.Tags) > 0 {
+		tags := make(map[string]any, len(r.Tags))
+		for k, v := range r.Tags {
+			tags[k] = v
+		}
+		m["tags"] = tags
 	}
-	m, _ := v.(map[string]any)
+	if len(r.Zones) > 0 {
+		zones := make([]any, len(r.Zones))
+		for i, z := range r.Zones {
+			zones[i] = z
+		}
+		m["zones"] = zones
+	}
+	for k, raw := range map[string]json.RawMessage{"sku": r.SKU, "plan": r.Plan, "identity": r.Identity, "properties": r.Properties} {
+		if len(raw) == 0 {
+			continue
+		}
+		v, err := policy.DecodeJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s of %s: %w", k, r.ID, err)
+		}
+		if v != nil {
+			m[k] = v
+		}
+	}
 	return m, nil
 }
 
@@ -64,9 +101,9 @@ func (e *Engine) newEvaluation(r store.Reader, tree *resource.Hierarchy) *evalua
 }
 
 // container returns the resource group or subscription object for the functions of the
-// same names; absent ones give an empty object.
-func (ev *evaluation) container(ctx context.Context, id resource.ID) map[string]any {
-	k := id.Key()
+// same names; absent ones give an empty object. The cache key is built from the names as
+// spelt, which is cheaper than the ID's key; differently spelt names cost one more read.
+func (ev *evaluation) container(ctx context.Context, k string, id resource.ID) map[string]any {
 	if m, ok := ev.cache[k]; ok {
 		return m
 	}
@@ -91,9 +128,9 @@ func (ev *evaluation) container(ctx context.Context, id resource.ID) map[string]
 func (ev *evaluation) input(ctx context.Context, id resource.ID, doc map[string]any) policy.Input {
 	in := policy.Input{Resource: doc, Now: ev.now}
 	if id.Subscription != "" {
-		in.Subscription = ev.container(ctx, resource.SubscriptionID(id.Subscription))
+		in.Subscription = ev.container(ctx, "s:"+id.Subscription, resource.SubscriptionID(id.Subscription))
 		if id.ResourceGroup != "" {
-			in.ResourceGroup = ev.container(ctx, resource.ResourceGroupID(id.Subscription, id.ResourceGroup))
+			in.ResourceGroup = ev.container(ctx, "g:"+id.Subscription+"/"+id.ResourceGroup, resource.ResourceGroupID(id.Subscription, id.ResourceGroup))
 		}
 	}
 	return in
@@ -101,8 +138,7 @@ func (ev *evaluation) input(ctx context.Context, id resource.ID, doc map[string]
 
 // decide evaluates one member, fetching the related resources an existence check needs.
 func (ev *evaluation) decide(ctx context.Context, m member, a *assignment, in *policy.Input) (policy.Decision, error) {
-	in.Policy = map[string]any{"assignmentId": a.id.String(), "definitionId": m.definitionID,
-		"setDefinitionId": a.setDefinitionID, "definitionReferenceId": m.referenceID}
+	in.Policy = m.policyInfo
 	q := m.prepared
 	switch q.Effect() {
 	case "auditifnotexists", "deployifnotexists":
@@ -164,14 +200,15 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 		return nil, nil
 	}
 	info, _ := resource.LookupType(id.Type())
+	within := withinKeys(id, ev.tree)
 	var doc map[string]any
 	var out []store.PolicyState
 	for _, a := range ev.cat.assignments {
-		if a.err != nil || !a.applies(id, ev.tree) {
+		if a.err != nil || !a.applies(within) {
 			continue
 		}
 		for _, m := range a.members {
-			if m.prepared.Policy().Mode() == "indexed" && !info.Tracked {
+			if m.indexed && !info.Tracked {
 				continue
 			}
 			if m.prepared.Effect() == "disabled" {
@@ -188,7 +225,7 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 				return nil, err
 			}
 			st := store.PolicyState{ResourceID: res.ID, ResourceType: id.Type(), ResourceGroup: id.ResourceGroup,
-				Subscription: id.Subscription, Location: res.Location, AssignmentID: a.id.String(),
+				Subscription: id.Subscription, Location: res.Location, AssignmentID: a.idStr,
 				DefinitionID: m.definitionID, SetDefinitionID: a.setDefinitionID, ReferenceID: m.referenceID,
 				Effect: d.Effect, EvaluatedAt: ev.now}
 			switch {
@@ -203,7 +240,7 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 			if d.Effect == "none" {
 				st.Effect = m.prepared.Effect()
 			}
-			if x := ev.exemption(a, m.referenceID, id); x != nil {
+			if x := ev.exemption(a, m.referenceID, within); x != nil {
 				st.State = store.StateExempt
 				st.Reasons, _ = json.Marshal([]map[string]string{{"phrase": "Exempt (" + x.category + ") by " + x.id.String()}})
 			}
@@ -213,10 +250,9 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 	return out, nil
 }
 
-func (ev *evaluation) exemption(a *assignment, referenceID string, target resource.ID) *exemption {
-	ak := a.id.Key()
+func (ev *evaluation) exemption(a *assignment, referenceID string, within map[string]bool) *exemption {
 	for _, x := range ev.cat.exemptions {
-		if x.applies(ak, referenceID, target, ev.tree, ev.now) {
+		if x.applies(a.key, referenceID, within, ev.now) {
 			return x
 		}
 	}
@@ -238,6 +274,7 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 	}
 	ev := e.newEvaluation(r, tree)
 	info, _ := resource.LookupType(id.Type())
+	within := withinKeys(id, tree)
 	var doc map[string]any
 	changed := false
 	type member2 struct {
@@ -246,7 +283,7 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 	}
 	var denies []member2
 	for _, a := range ev.cat.assignments {
-		if a.err != nil || !a.enforce || !a.applies(id, tree) {
+		if a.err != nil || !a.enforce || !a.applies(within) {
 			continue
 		}
 		for _, m := range a.members {
@@ -254,10 +291,10 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 			if eff != "deny" && eff != "modify" && eff != "append" {
 				continue
 			}
-			if m.prepared.Policy().Mode() == "indexed" && !info.Tracked {
+			if m.indexed && !info.Tracked {
 				continue
 			}
-			if ev.exemption(a, m.referenceID, id) != nil {
+			if ev.exemption(a, m.referenceID, within) != nil {
 				continue
 			}
 			if eff == "deny" {

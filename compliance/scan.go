@@ -3,6 +3,8 @@ package compliance
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/gildhq/gild/resource"
@@ -41,20 +43,9 @@ func (s *Service) Scan(ctx context.Context, scope resource.ID) (ScanResult, erro
 				return err
 			}
 			next = page.Next
-			ev := s.Engine.newEvaluation(tx, tree)
-			var ids []string
-			var states []store.PolicyState
-			for _, r := range page.Items {
-				id, err := resource.Parse(r.ID)
-				if err != nil || !Evaluable(id.Type()) {
-					continue
-				}
-				st, err := ev.states(ctx, r)
-				if err != nil {
-					return err
-				}
-				ids = append(ids, r.ID)
-				states = append(states, st...)
+			ids, states, err := s.evaluatePage(ctx, tx, tree, page.Items)
+			if err != nil {
+				return err
 			}
 			if len(ids) == 0 {
 				return nil
@@ -75,6 +66,63 @@ func (s *Service) Scan(ctx context.Context, scope resource.ID) (ScanResult, erro
 	}
 	res.Duration = time.Since(start).Round(time.Millisecond).String()
 	return res, nil
+}
+
+// scanWorkers is how many goroutines evaluate a batch: evaluation is CPU work between two
+// store calls, so it uses the machine's cores while the batch's transaction is open.
+var scanWorkers = max(1, runtime.GOMAXPROCS(0))
+
+// evaluatePage evaluates a page of resources, split over scanWorkers goroutines each with
+// its own evaluation (their caches are not shared), and returns the IDs evaluated and
+// their states in page order.
+func (s *Service) evaluatePage(ctx context.Context, r store.Reader, tree *resource.Hierarchy, items []*resource.Resource) ([]string, []store.PolicyState, error) {
+	type result struct {
+		id     string
+		states []store.PolicyState
+		ok     bool
+	}
+	results := make([]result, len(items))
+	errs := make([]error, scanWorkers)
+	var wg sync.WaitGroup
+	chunk := (len(items) + scanWorkers - 1) / scanWorkers
+	for w := 0; w < scanWorkers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(items))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func(w, lo, hi int) {
+			defer wg.Done()
+			ev := s.Engine.newEvaluation(r, tree)
+			for i := lo; i < hi; i++ {
+				id, err := resource.Parse(items[i].ID)
+				if err != nil || !Evaluable(id.Type()) {
+					continue
+				}
+				st, err := ev.states(ctx, items[i])
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				results[i] = result{id: items[i].ID, states: st, ok: true}
+			}
+		}(w, lo, hi)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	var ids []string
+	var states []store.PolicyState
+	for _, r := range results {
+		if r.ok {
+			ids = append(ids, r.id)
+			states = append(states, r.states...)
+		}
+	}
+	return ids, states, nil
 }
 
 // Enqueue asks for a background scan of scope.
