@@ -34,6 +34,17 @@ func (a *assignment) applies(within map[string]bool) bool {
 	return true
 }
 
+// inIndexedMode reports whether Indexed-mode policies evaluate a resource: only types that
+// take tags and location, and (as Azure documents) not resource groups or subscriptions,
+// which need mode All.
+func inIndexedMode(id resource.ID) bool {
+	if id.Kind() == resource.KindResourceGroup || id.Kind() == resource.KindSubscription {
+		return false
+	}
+	info, _ := resource.LookupType(id.Type())
+	return info.Tracked
+}
+
 // withinKeys are the keys of id and of every scope that contains it, the tree included:
 // computed once per resource, so each assignment's scope test is a map lookup.
 func withinKeys(id resource.ID, tree *resource.Hierarchy) map[string]bool {
@@ -199,7 +210,7 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 	if err != nil || !Evaluable(id.Type()) {
 		return nil, nil
 	}
-	info, _ := resource.LookupType(id.Type())
+	indexedOK := inIndexedMode(id)
 	within := withinKeys(id, ev.tree)
 	var doc map[string]any
 	var out []store.PolicyState
@@ -208,7 +219,7 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 			continue
 		}
 		for _, m := range a.members {
-			if m.indexed && !info.Tracked {
+			if m.indexed && !indexedOK {
 				continue
 			}
 			if m.prepared.Effect() == "disabled" {
@@ -273,7 +284,7 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 		return next, nil
 	}
 	ev := e.newEvaluation(r, tree)
-	info, _ := resource.LookupType(id.Type())
+	indexedOK := inIndexedMode(id)
 	within := withinKeys(id, tree)
 	var doc map[string]any
 	changed := false
@@ -291,7 +302,7 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 			if eff != "deny" && eff != "modify" && eff != "append" {
 				continue
 			}
-			if m.indexed && !info.Tracked {
+			if m.indexed && !indexedOK {
 				continue
 			}
 			if ev.exemption(a, m.referenceID, within) != nil {

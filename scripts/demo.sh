@@ -117,6 +117,45 @@ start() {
       put "/subscriptions/$sub/resourceGroups/$rg" <<<'{"location": "local"}'
     done
   done
+  say "Assigning policies at contoso:"
+  put "$mg/contoso/providers/Microsoft.Authorization/policyDefinitions/allowed-image-publishers" <<'EOF'
+{
+  "properties": {
+    "displayName": "Only allow images from approved publishers",
+    "mode": "All",
+    "parameters": {"publishers": {"type": "Array", "metadata": {"displayName": "Allowed publishers"}}},
+    "policyRule": {
+      "if": {"allOf": [
+        {"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
+        {"not": {"field": "Microsoft.Compute/imagePublisher", "in": "[parameters('publishers')]"}}
+      ]},
+      "then": {"effect": "deny"}
+    }
+  }
+}
+EOF
+  # Audit only (DoNotEnforce): legacy VMs stay, and show up as non-compliant.
+  put "$mg/contoso/providers/Microsoft.Authorization/policyAssignments/approved-publishers" <<EOF
+{"properties": {"policyDefinitionId": "$mg/contoso/providers/Microsoft.Authorization/policyDefinitions/allowed-image-publishers",
+  "enforcementMode": "DoNotEnforce", "parameters": {"publishers": {"value": ["Debian", "Canonical"]}},
+  "nonComplianceMessages": [{"message": "Build VMs from the golden images in the corp gallery."}]}}
+EOF
+  # Enforced: a VM without serviceModel pet or cattle is refused.
+  put "$mg/contoso/providers/Microsoft.Authorization/policyAssignments/service-model" <<'EOF'
+{"properties": {"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/gild-service-model-tag",
+  "nonComplianceMessages": [{"message": "Tag every VM serviceModel=pet or serviceModel=cattle."}]}}
+EOF
+  say "Creating VMs:"
+  put /subscriptions/search/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/legacy-1 <<'EOF'
+{
+  "location": "local",
+  "tags": {"serviceModel": "pet"},
+  "properties": {
+    "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+    "storageProfile": {"imageReference": {"publisher": "RedHat", "offer": "RHEL", "sku": "8", "version": "latest"}}
+  }
+}
+EOF
   put /subscriptions/payments/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/api-1 <<'EOF'
 {
   "location": "local",
@@ -129,6 +168,16 @@ start() {
   }
 }
 EOF
+
+  if "$gild" put /subscriptions/payments/resourceGroups/dev/providers/Microsoft.Compute/virtualMachines/untagged -f - \
+    <<<'{"location": "local", "properties": {"storageProfile": {"imageReference": {"publisher": "Debian"}}}}' >/dev/null 2>"$data/denied.txt"; then
+    die "a VM without a serviceModel tag was accepted; the service-model assignment should deny it"
+  fi
+  say "  Refused an untagged VM, as the service-model assignment requires:"
+  say "    $(head -n 1 "$data/denied.txt")"
+  "$gild" policy scan / >/dev/null || die "the compliance scan failed"
+  say ""
+  "$gild" compliance summary /
 
   # A Reader token for the payments team; one from an earlier run is kept while it works.
   local reader=$data/payments-reader.token
@@ -156,6 +205,9 @@ Try:
   bin/gild list /providers/Microsoft.Management/managementGroups/contoso -o json
   bin/gild role list
   bin/gild audit --top 20
+  bin/gild compliance list / --state NonCompliant
+  bin/gild compliance history /
+  bin/gild policy validate /path/to/azure-policy/definitions
   GILD_TOKEN=\$(cat .data/demo/payments-reader.token) bin/gild list /     # the payments team sees only its own
   curl -H "Authorization: Bearer \$(cat .data/demo/admin.token)" '$url/subscriptions?api-version=$api_version'
 
