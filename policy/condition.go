@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -48,6 +49,9 @@ type operand interface {
 const (
 	maxValueCounts         = 10
 	maxFieldCountsPerAlias = 5
+	// maxValueCountIterations is how often a value count may evaluate its where, nested
+	// value counts counting their parents' iterations too.
+	maxValueCountIterations = 100
 )
 
 // condCompiler compiles one rule's conditions, checking names as it goes and collecting
@@ -59,6 +63,17 @@ type condCompiler struct {
 	valueCounts int
 	fieldCounts map[string]int
 	countNames  []string // enclosing counts, innermost last
+	// countIterations are the known iteration counts of the enclosing value counts,
+	// multiplied out (1 for a field count or an array known only at evaluation).
+	countIterations []int
+}
+
+// iterations is how many times the innermost enclosing count runs, as far as is known.
+func (c *condCompiler) iterations() int {
+	if len(c.countIterations) == 0 {
+		return 1
+	}
+	return c.countIterations[len(c.countIterations)-1]
 }
 
 func (c *condCompiler) fail(code, loc, format string, args ...any) {
@@ -222,8 +237,55 @@ func (c *condCompiler) compileLeaf(m map[string]any, loc string) condition {
 			c.addErr(err, loc+"."+opKey)
 			return nil
 		}
+	} else if name, ok := bareParameter(opVal); ok && op != OpExists {
+		// A target that is one parameter has that parameter's type: Azure refuses the
+		// definition when the type does not fit the operator (author-policies-for-arrays.md,
+		// "Array conditions": equals with an Array parameter fails with "is type 'Array',
+		// expected type is 'String'"; in and notIn expect an array).
+		if p, declared := c.params.Lookup(name); declared {
+			if msg := op.targetProblem(parameterTypeSample(p.Type)); msg != "" {
+				c.fail(CodeInvalid, loc+"."+opKey, "parameter %q is of type %s: %s", name, p.Type, msg)
+				return nil
+			}
+		}
 	}
 	return &leaf{loc: loc, lhs: lhs, op: op, target: target}
+}
+
+// countNameRE is what a value count's name may be.
+var countNameRE = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+
+// bareParameterRE is a template expression that is one parameters('name') call.
+var bareParameterRE = regexp.MustCompile(`(?i)^\[\s*parameters\s*\(\s*'([^']*)'\s*\)\s*\]$`)
+
+// bareParameter returns the parameter name when v is exactly "[parameters('name')]".
+func bareParameter(v any) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		return "", false
+	}
+	m := bareParameterRE.FindStringSubmatch(s)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// parameterTypeSample is a value of a parameter type, to check it against an operator.
+func parameterTypeSample(typ string) any {
+	switch typ {
+	case "Array":
+		return []any{}
+	case "Object":
+		return map[string]any{}
+	case "Boolean":
+		return false
+	case "Integer":
+		return int64(0)
+	case "Float":
+		return 0.5
+	}
+	return "" // String, DateTime
 }
 
 // fieldRef is a compiled field reference: a built-in field or an alias, or an expression
@@ -343,18 +405,36 @@ func (c *condCompiler) compileCount(v any, loc string) operand {
 			c.fail(CodeInvalid, loc, "a rule may hold at most %d value counts", maxValueCounts)
 		}
 		co.value = c.expr(valueRaw, loc+".value")
+		// definition-structure-policy-rule.md, "Value count": count.name is composed of
+		// English letters and digits, and is optional only when the count is not inside
+		// another count.
 		if nm, ok := lookupKeyOK(m, "name"); ok {
 			s, isStr := nm.(string)
-			if !isStr || s == "" {
-				c.fail(CodeInvalid, loc+".name", "name must be a non-empty string")
+			if !isStr || !countNameRE.MatchString(s) {
+				c.fail(CodeInvalid, loc+".name", "name must be English letters and digits, not %s", describeValue(nm))
 			}
 			co.name = s
+		} else if len(c.countNames) > 0 {
+			c.fail(CodeInvalid, loc+".name", "a value count inside another count needs a name")
+		}
+	}
+	iterations := c.iterations()
+	if co.value != nil && IsConstant(co.value) {
+		// definition-structure-policy-rule.md, "Policy rule limits": a value count
+		// iterates at most 100 times, nested counts including their parents' iterations.
+		if arr, ok := ConstantValue(co.value).([]any); ok {
+			iterations *= len(arr)
+			if iterations > maxValueCountIterations {
+				c.fail(CodeInvalid, loc+".value", "a value count may iterate at most %d times (nested counts multiply); this one iterates %d times", maxValueCountIterations, iterations)
+			}
 		}
 	}
 	if where, ok := lookupKeyOK(m, "where"); ok {
 		c.countNames = append(c.countNames, co.name)
+		c.countIterations = append(c.countIterations, iterations)
 		co.where = c.compile(where, loc+".where")
 		c.countNames = c.countNames[:len(c.countNames)-1]
+		c.countIterations = c.countIterations[:len(c.countIterations)-1]
 		if co.where == nil {
 			return nil
 		}
@@ -387,7 +467,12 @@ func (v *valueOperand) values(ec *evalCtx) ([]any, []bool, bool, error) {
 	if err != nil {
 		return nil, nil, false, err
 	}
-	return []any{val}, []bool{val != nil}, false, nil
+	// A value always has a value, null included, so that null compares equal to "" as
+	// ValuesEqual says: field() of a missing property is "" (author-policies-for-arrays.md,
+	// "Referencing array fields"), and Azure's built-in "Inherit a tag from the resource
+	// group" relies on [resourceGroup().tags[name]] notEquals "" being false when the
+	// group lacks the tag.
+	return []any{val}, []bool{true}, false, nil
 }
 
 // countOperand is "count": how many array members (satisfy where).

@@ -22,8 +22,8 @@ type Decision struct {
 // check's type and name in the check's scope). Azure's semantics: audit, deny, modify and
 // append make a matching resource non-compliant; the IfNotExists effects make it
 // non-compliant only when no related resource meets the existence condition; disabled
-// decides nothing (compliant); manual leaves the state to people (compliant here,
-// reported as Unknown by the compliance layer).
+// decides nothing (compliant); manual leaves the state to people: its defaultState until
+// attested (Unknown is compliant here, reported as Unknown by the compliance layer).
 func (q *Prepared) Decide(in *Input, related []map[string]any) (Decision, error) {
 	d := Decision{Effect: "none", Compliant: true, Reasons: []Reason{}}
 	if q.effect == "disabled" {
@@ -74,7 +74,11 @@ func (q *Prepared) Decide(in *Input, related []map[string]any) (Decision, error)
 				Expected: check.Type, Phrase: "No related resource of the required type meets the existence condition."}}, why...)
 		}
 	case "manual":
-		d.Compliant = true
+		// The state is people's to attest; until then it is the rule's defaultState
+		// (compliance-states.md: non-compliant when that is Non-compliant). Unknown is
+		// reported as compliant here; the compliance layer tells it apart with
+		// ManualDefaultState.
+		d.Compliant = q.ManualDefaultState() != "NonCompliant"
 	case "denyaction", "auditaction":
 		// These act on requests such as DELETE, not on what a resource is: a matching
 		// resource is not out of compliance for them.
@@ -94,10 +98,12 @@ func (q *Prepared) Decide(in *Input, related []map[string]any) (Decision, error)
 
 // RelatedMatches reports whether candidate is a resource the existence check looks for,
 // for the evaluated resource: of the check's type, with its name when it gives one (for a
-// child resource, the last part of the name), and in the check's scope: the evaluated
-// resource's resource group (or the named one), or its subscription. A check for a child
-// type also needs the candidate to be a child of the evaluated resource, as Azure looks
-// for related resources under it.
+// child resource, the last part of the name; "parent/?" stands for any child of parent),
+// and in the check's scope. A child type of the evaluated resource's type, or an extension
+// resource, is looked for under the evaluated resource, and existenceScope and
+// resourceGroupName do not apply to it (effect-audit-if-not-exists.md, "type",
+// "resourceGroupName", "existenceScope"); anything else is looked for in the evaluated
+// resource's resource group (or the named one), or its subscription.
 func RelatedMatches(check *ExistenceCheck, resource, candidate map[string]any) bool {
 	ctype, _ := lookupKey(candidate, "type").(string)
 	if !strings.EqualFold(ctype, check.Type) {
@@ -105,18 +111,18 @@ func RelatedMatches(check *ExistenceCheck, resource, candidate map[string]any) b
 	}
 	cid, _ := lookupKey(candidate, "id").(string)
 	rid, _ := lookupKey(resource, "id").(string)
-	if check.Name != "" {
-		cname, _ := lookupKey(candidate, "name").(string)
-		full := fullNameOf(candidate)
-		if !strings.EqualFold(cname, check.Name) && !strings.EqualFold(full, check.Name) &&
-			!strings.HasSuffix(strings.ToLower(full), "/"+strings.ToLower(check.Name)) {
-			return false
-		}
+	if check.Name != "" && !relatedNameMatches(check.Name, candidate) {
+		return false
 	}
 	rsub, rrg := idScopes(rid)
 	csub, crg := idScopes(cid)
 	if !strings.EqualFold(rsub, csub) {
 		return false
+	}
+	rtype, _ := lookupKey(resource, "type").(string)
+	lcid := strings.ToLower(cid)
+	if extendsType(check.Type, rtype) || strings.Count(lcid, "/providers/") > 1 {
+		return strings.HasPrefix(lcid, strings.ToLower(rid)+"/")
 	}
 	if check.Scope == "subscription" {
 		return true
@@ -125,17 +131,25 @@ func RelatedMatches(check *ExistenceCheck, resource, candidate map[string]any) b
 	if check.ResourceGroupName != "" {
 		wantRG = check.ResourceGroupName
 	}
-	if !strings.EqualFold(crg, wantRG) {
+	return strings.EqualFold(crg, wantRG)
+}
+
+// relatedNameMatches compares an existence check's name with a candidate's name and full
+// name. A last segment "?" matches any name under the given parent
+// (effect-audit-if-not-exists.md: "parentResourceName/?").
+func relatedNameMatches(want string, candidate map[string]any) bool {
+	cname, _ := lookupKey(candidate, "name").(string)
+	full := fullNameOf(candidate)
+	if parent, ok := strings.CutSuffix(want, "/?"); ok {
+		for _, n := range []string{cname, full} {
+			if i := strings.LastIndexByte(n, '/'); i >= 0 && strings.EqualFold(n[:i], parent) {
+				return true
+			}
+		}
 		return false
 	}
-	// A child type of the evaluated resource's type, or an extension resource (such as a
-	// guest-configuration assignment on a VM), counts only under the evaluated resource.
-	rtype, _ := lookupKey(resource, "type").(string)
-	lcid := strings.ToLower(cid)
-	if extendsType(check.Type, rtype) || strings.Count(lcid, "/providers/") > 1 {
-		return strings.HasPrefix(lcid, strings.ToLower(rid)+"/")
-	}
-	return true
+	return strings.EqualFold(cname, want) || strings.EqualFold(full, want) ||
+		strings.HasSuffix(strings.ToLower(full), "/"+strings.ToLower(want))
 }
 
 // extendsType reports whether child is a child type of parent

@@ -205,8 +205,8 @@ func parseParameters(raw any, loc string) (Parameters, Errors) {
 }
 
 // CheckValue reports whether v is a valid value for p: of its type and, when it has allowed
-// values, one of them (each element, for an array parameter whose allowed values are not
-// arrays).
+// values, exactly one of them, strings compared case-sensitively (each element, for an
+// array parameter whose allowed values are not arrays).
 func (p *ParameterDefinition) CheckValue(v any) error {
 	ok := true
 	switch p.Type {
@@ -243,7 +243,9 @@ func (p *ParameterDefinition) CheckValue(v any) error {
 	for _, c := range check {
 		found := false
 		for _, a := range p.AllowedValues {
-			if ValuesEqual(a, c) {
+			// definition-structure-parameters.md, "allowedValues": the comparison is
+			// case-sensitive (unlike the conditions that later use the value).
+			if fnDeepEqual(a, c) {
 				found = true
 				break
 			}

@@ -18,7 +18,9 @@ type effectDetails struct {
 	existence *existence
 
 	deployment Expression // deployIfNotExists: the deployment with its parameter values compiled
-	raw        any
+
+	defaultState string // manual: Unknown, Compliant or NonCompliant
+	raw          any
 }
 
 type appendOp struct {
@@ -117,6 +119,21 @@ func (c *condCompiler) compileDetailsObject(d *effectDetails, m map[string]any, 
 				c.fail(CodeInvalid, loc+".conflictEffect", "conflictEffect is audit, deny or disabled, not %q", ce)
 			}
 			d.conflictEffect = strings.ToLower(ce)
+		}
+	}
+	if ds, ok := lookupKeyOK(m, "defaultState"); ok {
+		// effect-manual.md: defaultState is Unknown (the default), Compliant or
+		// Non-compliant.
+		s, _ := ds.(string)
+		switch strings.ToLower(s) {
+		case "unknown":
+			d.defaultState = "Unknown"
+		case "compliant":
+			d.defaultState = "Compliant"
+		case "non-compliant", "noncompliant":
+			d.defaultState = "NonCompliant"
+		default:
+			c.fail(CodeInvalid, loc+".defaultState", "defaultState is Unknown, Compliant or Non-compliant, not %s", describeValue(ds))
 		}
 	}
 	if typ, ok := lookupKeyOK(m, "type"); ok {
@@ -330,13 +347,24 @@ func (q *Prepared) Operations(in *Input) ([]Operation, error) {
 	return out, nil
 }
 
-// ConflictEffect is what modify falls back to when its change cannot be made ("audit" when
-// the rule gives none).
+// ConflictEffect is what modify falls back to when its change cannot be made: the rule's
+// conflictEffect, or "deny" when it gives none (effect-modify.md, "conflictEffect":
+// "Default value is deny").
 func (q *Prepared) ConflictEffect() string {
 	if q.p.details == nil || q.p.details.conflictEffect == "" {
-		return "audit"
+		return "deny"
 	}
 	return q.p.details.conflictEffect
+}
+
+// ManualDefaultState is the compliance state the manual effect gives a resource until
+// someone attests otherwise: "Unknown" (when the rule gives none), "Compliant" or
+// "NonCompliant" (effect-manual.md, "defaultState").
+func (q *Prepared) ManualDefaultState() string {
+	if q.p.details == nil || q.p.details.defaultState == "" {
+		return "Unknown"
+	}
+	return q.p.details.defaultState
 }
 
 // Deployment evaluates a deployIfNotExists deployment for a resource: the template as

@@ -317,7 +317,9 @@ func (ec *evalCtx) Field(name string) (any, error) {
 		return out, nil
 	}
 	if len(vals) == 0 || !exists[0] {
-		return nil, nil
+		// author-policies-for-arrays.md, "Referencing array fields": field() of a
+		// property the resource lacks returns "" (the field condition sees null).
+		return "", nil
 	}
 	return vals[0], nil
 }
@@ -328,6 +330,37 @@ func (ec *evalCtx) Current(name string) (any, bool) {
 		if name == "" || strings.EqualFold(f.name, name) {
 			return f.element, true
 		}
+	}
+	// current('<counted alias>[*].property') is that property of the member being looked
+	// at (definition-structure-policy-rule.md, "The current function", field count usage).
+	for i := len(ec.frames) - 1; i >= 0; i-- {
+		f := ec.frames[i]
+		if !f.hasPath || !fnCountNameKnown([]string{f.name}, name) {
+			continue
+		}
+		ref, err := resolveFieldName(ec.q.p.aliases, name)
+		if err != nil || ref.alias == nil {
+			continue
+		}
+		path, ok, err := ec.fieldPath(ref)
+		if err != nil || !ok || !path.HasPrefix(f.path) {
+			continue
+		}
+		rest := path.TrimPrefix(f.path)
+		r := rest.Resolve(f.element)
+		if rest.HasWildcard() {
+			out := make([]any, 0, len(r.Values))
+			for j, v := range r.Values {
+				if r.Exists[j] {
+					out = append(out, v)
+				}
+			}
+			return out, true
+		}
+		if len(r.Values) == 0 || !r.Exists[0] {
+			return nil, true
+		}
+		return r.Values[0], true
 	}
 	return nil, false
 }

@@ -273,8 +273,9 @@ func opExistsTarget(target any) (bool, error) {
 // right-hand side. location says the field is a resource location, so strings on both sides
 // are compared in normalised form (NormalizeLocation).
 //
-// A target of the wrong type, and less/greater between values that cannot be compared, give
-// an error with code CodeEval; Azure counts a failed evaluation as an implicit deny
+// A target of the wrong type (except an array or object for equals and notEquals, which is
+// compared), and less/greater between values that cannot be compared, give an error with
+// code CodeEval; Azure counts a failed evaluation as an implicit deny
 // (definition-structure-policy-rule.md, "Value" warning). Everything else gives a boolean:
 //
 //   - A missing field (exists false) has no value. equals and in only hold against a null
@@ -290,10 +291,11 @@ func (o Operator) Apply(value any, exists bool, target any, location bool) (bool
 	// expression.
 	switch o {
 	case OpEquals, OpNotEquals:
-		switch target.(type) {
-		case []any, map[string]any:
-			return false, o.evalTargetError(target)
-		}
+		// An array or object target that only evaluation produces is compared, not an
+		// error: author-policies-for-arrays.md ("The field() function inside where
+		// conditions") shows a string equals [field('...[*]')] (a one-member array)
+		// evaluating to false. A constant or parameter target of that type is refused
+		// when the definition is compiled (CheckTarget), as Azure refuses the definition.
 		eq := opConditionEqual(value, exists, target, location)
 		return eq == (o == OpEquals), nil
 
