@@ -241,7 +241,11 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 				Effect: d.Effect, EvaluatedAt: ev.now}
 			switch {
 			case d.Effect == "manual":
-				st.State = store.StateUnknown
+				// People attest manual policies; until then the definition's defaultState holds.
+				st.State = map[string]string{"Compliant": store.StateCompliant, "NonCompliant": store.StateNonCompliant}[m.prepared.ManualDefaultState()]
+				if st.State == "" {
+					st.State = store.StateUnknown
+				}
 			case d.Compliant:
 				st.State = store.StateCompliant
 			default:
