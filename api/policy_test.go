@@ -290,3 +290,39 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestModifyAndDerivedFields checks that modify changes a request before it is stored, and
+// that gild's derived fields (properties.gild) reach policies without being stored.
+func TestModifyAndDerivedFields(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	def := "/providers/Microsoft.Authorization/policyDefinitions/owner-tag"
+	e.must(e.admin, "PUT", def, map[string]any{"properties": map[string]any{
+		"mode": "Indexed",
+		"policyRule": map[string]any{
+			"if": map[string]any{"field": "tags['owner']", "exists": "false"},
+			"then": map[string]any{"effect": "modify", "details": map[string]any{
+				"roleDefinitionIds": []any{"/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"},
+				"operations": []any{map[string]any{"operation": "add", "field": "tags['owner']", "value": "[resourceGroup().name]"}},
+			}},
+		}}}, 201)
+	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/owner-tag",
+		map[string]any{"properties": map[string]any{"policyDefinitionId": def}}, 201)
+	vm := rgPay + "/providers/" + vmType + "/tagged-by-policy"
+	r := e.must(e.admin, "PUT", vm, vmBody("Debian"), 201)
+	tags := r.body["tags"].(map[string]any)
+	if tags["owner"] != "prod" || tags["serviceModel"] != "cattle" {
+		t.Fatalf("modify should add the owner tag from the resource group's name: %v", tags)
+	}
+	if props := r.body["properties"].(map[string]any); props["gild"] != nil {
+		t.Fatalf("derived fields were stored: %v", props["gild"])
+	}
+	// The built-in refresh policy sees the VM's age through properties.gild.refresh.ageDays.
+	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/refresh",
+		map[string]any{"properties": map[string]any{"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/gild-cattle-refresh",
+			"parameters": map[string]any{"maxAgeDays": map[string]any{"value": -1}}}}, 201)
+	e.must(e.admin, "PUT", vm, vmBody("Debian"), 200)
+	if st := e.states(vm)["refresh"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("a cattle VM older than the refresh cycle: %v", st)
+	}
+}

@@ -55,13 +55,16 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Enrichers add derived fields to resources before evaluation, after gild's own.
+	Enrichers []Enricher
 }
 
 // Engine is the compliance engine over one store.
 type Engine struct {
-	aliases *policy.AliasTable
-	now     func() time.Time
-	log     *slog.Logger
+	aliases   *policy.AliasTable
+	now       func() time.Time
+	log       *slog.Logger
+	enrichers []Enricher
 
 	cat      atomic.Pointer[catalog]
 	reloadMu sync.Mutex
@@ -69,7 +72,8 @@ type Engine struct {
 
 // New returns an engine with nothing loaded; call Load.
 func New(opts Options) *Engine {
-	e := &Engine{aliases: opts.Aliases, now: opts.Now, log: opts.Logger}
+	e := &Engine{aliases: opts.Aliases, now: opts.Now, log: opts.Logger,
+		enrichers: append([]Enricher{enrichServiceModel}, opts.Enrichers...)}
 	if e.aliases == nil {
 		e.aliases = policy.DefaultAliases()
 	}

@@ -74,6 +74,10 @@ func toDoc(r *resource.Resource) (map[string]any, error) {
 		}
 		m["tags"] = tags
 	}
+	if r.SystemData != nil {
+		m["systemData"] = map[string]any{"createdBy": r.SystemData.CreatedBy, "createdAt": r.SystemData.CreatedAt.Format(time.RFC3339Nano),
+			"lastModifiedBy": r.SystemData.LastModifiedBy, "lastModifiedAt": r.SystemData.LastModifiedAt.Format(time.RFC3339Nano)}
+	}
 	if len(r.Zones) > 0 {
 		zones := make([]any, len(r.Zones))
 		for i, z := range r.Zones {
@@ -94,6 +98,21 @@ func toDoc(r *resource.Resource) (map[string]any, error) {
 		}
 	}
 	return m, nil
+}
+
+// document is the resource as policies see it: its JSON with the enrichers' derived
+// fields under properties.gild.
+func (ev *evaluation) document(ctx context.Context, r *resource.Resource) (map[string]any, error) {
+	doc, err := toDoc(r)
+	if err != nil {
+		return nil, err
+	}
+	for _, enrich := range ev.e.enrichers {
+		if err := enrich(ctx, ev.r, doc, ev.now); err != nil {
+			return nil, fmt.Errorf("derive the gild properties of %s: %w", r.ID, err)
+		}
+	}
+	return doc, nil
 }
 
 // evaluation is the state of evaluating resources inside one read: the containers'
@@ -226,7 +245,7 @@ func (ev *evaluation) states(ctx context.Context, res *resource.Resource) ([]sto
 				continue
 			}
 			if doc == nil {
-				if doc, err = toDoc(res); err != nil {
+				if doc, err = ev.document(ctx, res); err != nil {
 					return nil, err
 				}
 			}
@@ -317,7 +336,7 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 				continue
 			}
 			if doc == nil {
-				if doc, err = toDoc(next); err != nil {
+				if doc, err = ev.document(ctx, next); err != nil {
 					return nil, err
 				}
 			}
@@ -341,7 +360,7 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 	}
 	for _, dm := range denies {
 		if doc == nil {
-			if doc, err = toDoc(next); err != nil {
+			if doc, err = ev.document(ctx, next); err != nil {
 				return nil, err
 			}
 		}
@@ -357,6 +376,11 @@ func (e *Engine) admit(ctx context.Context, r store.Reader, tree *resource.Hiera
 	if !changed {
 		return next, nil
 	}
+	// Derived fields are for evaluation only; they are not part of what is stored.
+	if props, ok := doc["properties"].(map[string]any); ok {
+		delete(props, "gild")
+	}
+	delete(doc, "systemData")
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("admit %s: %w", id, err)
