@@ -303,7 +303,7 @@ func TestModifyAndDerivedFields(t *testing.T) {
 			"if": map[string]any{"field": "tags['owner']", "exists": "false"},
 			"then": map[string]any{"effect": "modify", "details": map[string]any{
 				"roleDefinitionIds": []any{"/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"},
-				"operations": []any{map[string]any{"operation": "add", "field": "tags['owner']", "value": "[resourceGroup().name]"}},
+				"operations":        []any{map[string]any{"operation": "add", "field": "tags['owner']", "value": "[resourceGroup().name]"}},
 			}},
 		}}}, 201)
 	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/owner-tag",
