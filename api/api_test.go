@@ -46,6 +46,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	cp.SetHooks(policies)
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)

@@ -326,3 +326,79 @@ func TestModifyAndDerivedFields(t *testing.T) {
 		t.Fatalf("a cattle VM older than the refresh cycle: %v", st)
 	}
 }
+
+// TestRemediation runs remediation tasks over resources that existed before their policies:
+// modify adds a missing tag; deployIfNotExists deploys a guest-configuration assignment
+// with a template in the shape of Azure's built-ins. Both resources comply afterwards.
+func TestRemediation(t *testing.T) {
+	e := newEnv(t)
+	e.seed()
+	// An untagged VM, written before any policy.
+	vm := rgPay + "/providers/" + vmType + "/old-vm"
+	e.must(e.admin, "PUT", vm, map[string]any{"location": "local", "properties": map[string]any{}}, 201)
+
+	modifyDef := "/providers/Microsoft.Authorization/policyDefinitions/cost-center"
+	e.must(e.admin, "PUT", modifyDef, map[string]any{"properties": map[string]any{"mode": "Indexed",
+		"policyRule": map[string]any{
+			"if": map[string]any{"field": "tags['costCenter']", "exists": "false"},
+			"then": map[string]any{"effect": "modify", "details": map[string]any{
+				"roleDefinitionIds": []any{"/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"},
+				"operations":        []any{map[string]any{"operation": "addOrReplace", "field": "tags['costCenter']", "value": "cc-42"}}}}}}}, 201)
+	dineDef := "/providers/Microsoft.Authorization/policyDefinitions/deploy-linux-baseline"
+	e.must(e.admin, "PUT", dineDef, map[string]any{"properties": map[string]any{"mode": "Indexed",
+		"policyRule": map[string]any{
+			"if": map[string]any{"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
+			"then": map[string]any{"effect": "deployIfNotExists", "details": map[string]any{
+				"type": "Microsoft.GuestConfiguration/guestConfigurationAssignments", "name": "LinuxBaseline",
+				"roleDefinitionIds": []any{"/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"},
+				"deployment": map[string]any{"properties": map[string]any{"mode": "incremental",
+					"parameters": map[string]any{"vmName": map[string]any{"value": "[field('name')]"}, "location": map[string]any{"value": "[field('location')]"},
+						"type": map[string]any{"value": "[field('type')]"}},
+					"template": map[string]any{"$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+						"parameters": map[string]any{"vmName": map[string]any{"type": "string"}, "location": map[string]any{"type": "string"},
+							"type": map[string]any{"type": "string"}, "configurationName": map[string]any{"type": "string", "defaultValue": "LinuxBaseline"}},
+						"resources": []any{map[string]any{
+							"condition":  "[equals(toLower(parameters('type')), toLower('Microsoft.Compute/virtualMachines'))]",
+							"apiVersion": "2018-11-20", "type": "Microsoft.Compute/virtualMachines/providers/guestConfigurationAssignments",
+							"name":       "[concat(parameters('vmName'), '/Microsoft.GuestConfiguration/', parameters('configurationName'))]",
+							"location":   "[parameters('location')]",
+							"properties": map[string]any{"guestConfiguration": map[string]any{"name": "[parameters('configurationName')]", "version": "1.*"}},
+						}}}}}}}}}}, 201)
+	for _, a := range []struct{ name, def string }{{"cost-center", modifyDef}, {"linux-baseline", dineDef}} {
+		e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/"+a.name,
+			map[string]any{"properties": map[string]any{"policyDefinitionId": a.def}}, 201)
+	}
+	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	if st := e.states(vm); st["cost-center"]["complianceState"] != "NonCompliant" || st["linux-baseline"]["complianceState"] != "NonCompliant" {
+		t.Fatalf("before remediation: %v", st)
+	}
+	// A remediation of an audit policy is refused.
+	if r := e.do(e.admin, "PUT", subPay+"/providers/Microsoft.PolicyInsights/remediations/bad", map[string]any{"properties": map[string]any{
+		"policyAssignmentId": subPay + "/providers/Microsoft.Authorization/policyAssignments/none"}}); r.status != 400 {
+		t.Fatalf("remediation of a missing assignment: %d %s", r.status, r.raw)
+	}
+	for _, name := range []string{"cost-center", "linux-baseline"} {
+		id := subPay + "/providers/Microsoft.PolicyInsights/remediations/fix-" + name
+		r := e.must(e.admin, "PUT", id, map[string]any{"properties": map[string]any{
+			"policyAssignmentId": subPay + "/providers/Microsoft.Authorization/policyAssignments/" + name}}, 201)
+		if st := r.body["properties"].(map[string]any)["provisioningState"]; st != "Accepted" {
+			t.Fatalf("new remediation: %v", st)
+		}
+		waitFor(t, 10*time.Second, "remediation "+name, func() bool {
+			p := e.must(e.admin, "GET", id, nil, 200).body["properties"].(map[string]any)
+			return p["provisioningState"] == "Succeeded" || p["provisioningState"] == "Failed"
+		})
+		p := e.must(e.admin, "GET", id, nil, 200).body["properties"].(map[string]any)
+		status := p["deploymentStatus"].(map[string]any)
+		if p["provisioningState"] != "Succeeded" || status["successfulDeployments"].(float64) < 1 || status["failedDeployments"] != 0.0 {
+			t.Fatalf("remediation %s: %v", name, p)
+		}
+	}
+	if tags := e.must(e.admin, "GET", vm, nil, 200).body["tags"].(map[string]any); tags["costCenter"] != "cc-42" {
+		t.Fatalf("the modify remediation did not tag the VM: %v", tags)
+	}
+	e.must(e.admin, "GET", vm+"/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxBaseline", nil, 200)
+	if st := e.states(vm); st["cost-center"]["complianceState"] != "Compliant" || st["linux-baseline"]["complianceState"] != "Compliant" {
+		t.Fatalf("after remediation: %v", st)
+	}
+}

@@ -16,7 +16,7 @@ import (
 // the policy and access model itself and the tree's groups.
 func Evaluable(typ string) bool {
 	l := strings.ToLower(typ)
-	return !strings.HasPrefix(l, "microsoft.authorization/") && !strings.HasPrefix(l, "gild.") &&
+	return !strings.HasPrefix(l, "microsoft.authorization/") && !strings.HasPrefix(l, "microsoft.policyinsights/") && !strings.HasPrefix(l, "gild.") &&
 		!strings.EqualFold(typ, resource.TypeManagementGroup) && !strings.EqualFold(typ, resource.TypeTenant)
 }
 

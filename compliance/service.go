@@ -28,6 +28,9 @@ type Service struct {
 	mu      sync.Mutex
 	pending map[string]resource.ID // scopes waiting for a background scan
 	kick    chan struct{}
+	running map[string]bool // remediation tasks under way
+
+	writer Writer
 }
 
 type logger interface {
@@ -62,6 +65,8 @@ func (s *Service) BeforeWrite(ctx context.Context, tx store.Tx, tree *resource.H
 		return next, s.checkAssignment(ctx, tx, tree, id, next)
 	case strings.EqualFold(typ, TypeExemption):
 		return next, s.checkExemption(ctx, tx, tree, id, next)
+	case strings.EqualFold(typ, TypeRemediation):
+		return s.checkRemediation(next, old)
 	default:
 		return s.Engine.admit(ctx, tx, tree, next)
 	}
@@ -75,14 +80,40 @@ func (s *Service) AfterWrite(ctx context.Context, tx store.Tx, tree *resource.Hi
 	if err != nil || !Evaluable(id.Type()) {
 		return nil
 	}
-	states, err := s.Engine.Evaluate(ctx, tx, tree, stored)
-	if err != nil {
-		return fmt.Errorf("evaluate %s: %w", stored.ID, err)
+	if err := s.reevaluate(ctx, tx, tree, stored); err != nil {
+		return err
 	}
-	if _, err := tx.ReplacePolicyStates(ctx, []string{stored.ID}, nil, states); err != nil {
-		return fmt.Errorf("record states of %s: %w", stored.ID, err)
+	return s.reevaluateParent(ctx, tx, tree, id)
+}
+
+// reevaluate records the states of one resource.
+func (s *Service) reevaluate(ctx context.Context, tx store.Tx, tree *resource.Hierarchy, r *resource.Resource) error {
+	states, err := s.Engine.Evaluate(ctx, tx, tree, r)
+	if err != nil {
+		return fmt.Errorf("evaluate %s: %w", r.ID, err)
+	}
+	if _, err := tx.ReplacePolicyStates(ctx, []string{r.ID}, nil, states); err != nil {
+		return fmt.Errorf("record states of %s: %w", r.ID, err)
 	}
 	return nil
+}
+
+// reevaluateParent re-evaluates the resource a child or extension resource belongs to:
+// its auditIfNotExists and deployIfNotExists checks look at exactly such resources (a
+// guest-configuration assignment and its VM), so the parent's state follows at once.
+func (s *Service) reevaluateParent(ctx context.Context, tx store.Tx, tree *resource.Hierarchy, id resource.ID) error {
+	parent := id.Parent()
+	if id.Kind() != resource.KindResource || parent.Kind() != resource.KindResource || !Evaluable(parent.Type()) {
+		return nil
+	}
+	pr, err := tx.Get(ctx, parent)
+	if err != nil {
+		if store.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	return s.reevaluate(ctx, tx, tree, pr)
 }
 
 // BeforeDelete refuses to delete a definition or initiative that assignments still use.
@@ -132,12 +163,13 @@ func (s *Service) AfterDelete(ctx context.Context, tx store.Tx, tree *resource.H
 	if err != nil {
 		return fmt.Errorf("remove states of %s: %w", deleted.ID, err)
 	}
-	return nil
+	return s.reevaluateParent(ctx, tx, tree, id)
 }
 
 // Committed reloads the catalog after policy resources changed, and queues scans of the
 // scopes the change reaches.
 func (s *Service) Committed(ctx context.Context, ids []resource.ID) {
+	s.startRemediations(ctx, ids)
 	var scopes []resource.ID
 	reload := false
 	for _, id := range ids {

@@ -57,6 +57,7 @@ func init() {
 		{Name: "Microsoft.Authorization/policyAssignments", Placement: AtRoot | AtManagementGroup | AtSubscription | AtResourceGroup | AsExtension},
 		{Name: "Microsoft.Authorization/policyExemptions", Placement: AtManagementGroup | AtSubscription | AtResourceGroup | AsExtension},
 		{Name: TypeRoleAssignment, Placement: AtRoot | AtManagementGroup | AtSubscription | AtResourceGroup | AsExtension},
+		{Name: "Microsoft.PolicyInsights/remediations", Placement: AtManagementGroup | AtSubscription | AtResourceGroup | AsExtension},
 	} {
 		types[strings.ToLower(t.Name)] = t
 	}

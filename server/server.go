@@ -102,6 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	policies.Interval = cfg.ScanInterval
+	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	cp.SetHooks(policies)
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
 	made, err := cp.Bootstrap(ctx, func(secret string) error { return atomicfile.Write(tokenPath, []byte(secret+"\n"), 0o600) })
@@ -153,3 +154,4 @@ func redacted(u string) string {
 	}
 	return p.Redacted()
 }
+
