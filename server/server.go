@@ -154,4 +154,3 @@ func redacted(u string) string {
 	}
 	return p.Redacted()
 }
-
