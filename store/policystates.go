@@ -71,7 +71,7 @@ type PolicyStateQuery struct {
 	AssignmentID string        // one assignment (case-insensitive)
 	DefinitionID string
 	ReferenceID  string
-	State        string // one state
+	State        string    // one state; in the history, transitions into it
 	Since, Until time.Time // history only: transitions in [Since, Until)
 	Limit        int
 	After        string // cursor from the previous page
@@ -112,10 +112,15 @@ type PolicyStateWriter interface {
 	// ReplacePolicyStates sets the states of some resources: afterwards the stored states of
 	// each resource in resources, for the assignments in assignments (nil: every
 	// assignment), are exactly those in states (all of which must be of those resources
-	// and assignments). A row whose State, Effect and Reasons are unchanged is not
+	// and assignments, one per key, in a known state). A row whose State, Effect, Reasons
+	// (compared as compact JSON) and definitions (case-insensitively) are unchanged is not
 	// rewritten, so a scan that changes nothing writes nothing; new, changed and removed
 	// rows are written, and each change of State is recorded as a transition, which it
-	// returns. IDs compare case-insensitively.
+	// returns with its Seq. The resource's type, group, subscription and location are not
+	// compared: ARM fixes them for an ID, so they are written with the row. A rewritten
+	// row takes the new EvaluatedAt (now when zero); ChangedAt is set to it only when
+	// State changes. IDs compare case-insensitively, and a row keeps the spelling of its
+	// IDs it was first written with.
 	ReplacePolicyStates(ctx context.Context, resources []string, assignments []string, states []PolicyState) ([]StateTransition, error)
 	// DeletePolicyStates removes every state of the resources (with transitions to "").
 	DeletePolicyStates(ctx context.Context, resources []string) ([]StateTransition, error)

@@ -1,6 +1,7 @@
 // Package store is where gild keeps its resources: the Store interface, its domain types
-// (changes, audit entries, tokens) and the registry of backends by URL scheme. Backends
-// live in subpackages (store/sqlite, store/postgres) and all pass store/storetest.
+// (changes, audit entries, tokens, compliance states) and the registry of backends by URL
+// scheme. Backends live in subpackages (store/sqlite, store/postgres) and all pass
+// store/storetest.
 package store
 
 import (
@@ -145,11 +146,15 @@ type Tx interface {
 	CreateToken(ctx context.Context, t Token) error
 	// RevokeToken marks a token revoked at time at, or returns ErrNotFound.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// Compliance states are written in the Update that evaluated them.
+	PolicyStateWriter
 }
 
-// Store keeps resources, the change sequence, the audit log and API tokens.
+// Store keeps resources, the change sequence, the audit log, API tokens and compliance
+// states.
 type Store interface {
 	Reader
+	PolicyStateStore
 	// Update runs fn in a write transaction and commits it if fn returns nil; otherwise
 	// nothing fn did is kept.
 	Update(ctx context.Context, fn func(tx Tx) error) error

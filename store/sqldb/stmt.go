@@ -32,7 +32,8 @@ const (
 // write transactions.
 var (
 	readStatements  = []string{qGet, qChanges, qLastSeq, qTokenByHash, qTokens, qTokensOf}
-	writeStatements = []string{qGet, qCurrent, qNextSeq, qChange, qReplace, qCreate, qDelete, qAudit, qCreateToken, qRevokeToken}
+	writeStatements = []string{qGet, qCurrent, qNextSeq, qChange, qReplace, qCreate, qDelete, qAudit, qCreateToken, qRevokeToken,
+		qPSLoadFull, qPSInsertBulk, qPSUpdate, qPSUpdateSame, qPSDelete, qPSHistoryBulk, qPSDigestsFull, qPSDigestsPut}
 )
 
 // prepareAll prepares the fixed statements on both pools. It runs before any transaction:

@@ -38,6 +38,9 @@ var migrations embed.FS
 // in the store URL.
 const defaultSynchronous = "NORMAL"
 
+// writeCacheKB is the write connection's page cache, in KiB.
+const writeCacheKB = 64 << 10
+
 // busyTimeoutMS is how long a connection waits for another process's lock before giving
 // up: in-process writers queue on the one write connection instead, so only a second
 // process (a backup, a CLI on the same file) ever waits here.
@@ -136,6 +139,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	wq.Set("_journal_mode", "WAL")
 	wq.Set("_synchronous", syncMode)
 	wq.Set("_txlock", "immediate")
+	// A compliance scan's Update writes 10,000 states and their history at a time. With
+	// SQLite's default 2 MB page cache such a transaction spills dirty pages to the WAL
+	// before it commits and reads back pages it just evicted; 64 MB holds a batch. Multi-
+	// row INSERTs keep a statement journal in case they fail halfway, in a temporary file
+	// unless temp_store is memory. Together they took a first scan of 20,000 x 20 states
+	// from 20 s to 15 s.
+	wq.Add("_pragma", fmt.Sprintf("cache_size(-%d)", writeCacheKB))
+	wq.Add("_pragma", "temp_store(memory)")
 	write, err := sql.Open("sqlite", dsn(abs, wq))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
