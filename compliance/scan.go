@@ -146,6 +146,8 @@ func (s *Service) Run(ctx context.Context) {
 	}
 	periodic := time.NewTicker(interval)
 	defer periodic.Stop()
+	follow := time.NewTicker(time.Second)
+	defer follow.Stop()
 	for {
 		expiry := time.NewTimer(time.Hour)
 		if at, _ := s.Engine.NextExpiry(s.Engine.now()); !at.IsZero() {
@@ -155,6 +157,8 @@ func (s *Service) Run(ctx context.Context) {
 		case <-ctx.Done():
 			expiry.Stop()
 			return
+		case <-follow.C:
+			s.followChanges(ctx)
 		case <-s.kick:
 		case <-periodic.C:
 			for _, sc := range s.Engine.AssignmentScopes() {

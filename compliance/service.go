@@ -31,6 +31,10 @@ type Service struct {
 	running map[string]bool // remediation tasks under way
 
 	writer Writer
+
+	// seq is the last change this server has seen; policies written through other servers
+	// on the same store reach this one's catalog by following the change sequence.
+	seq int64
 }
 
 type logger interface {
@@ -41,6 +45,11 @@ type logger interface {
 // NewService returns a service over st. tree gives the current management-group tree.
 func NewService(ctx context.Context, e *Engine, st store.Store, tree func() *resource.Hierarchy) (*Service, error) {
 	s := &Service{Engine: e, store: st, tree: tree, log: e.log, pending: map[string]resource.ID{}, kick: make(chan struct{}, 1)}
+	seq, err := st.LastSeq(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: %w", err)
+	}
+	s.seq = seq
 	if err := e.Load(ctx, st); err != nil {
 		return nil, err
 	}
@@ -212,6 +221,30 @@ func usesMember(cat *catalog, a *assignment, def resource.ID) bool {
 		}
 	}
 	return false
+}
+
+// followChanges reloads the catalog when another server changed a policy resource.
+func (s *Service) followChanges(ctx context.Context) {
+	reload := false
+	for {
+		changes, err := s.store.Changes(ctx, s.seq, 1000)
+		if err != nil {
+			s.log.Warn("follow changes", "err", err)
+			return
+		}
+		for _, c := range changes {
+			reload = reload || IsPolicyType(c.Type)
+			s.seq = c.Seq
+		}
+		if len(changes) < 1000 {
+			break
+		}
+	}
+	if reload {
+		if err := s.Engine.Load(ctx, s.store); err != nil {
+			s.log.Warn("reload policies", "err", err)
+		}
+	}
 }
 
 // checkInitiative requires an initiative's members to exist and its parameter wiring to fit
