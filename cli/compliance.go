@@ -28,6 +28,27 @@ func insightsPath(scope, set, op string) (string, error) {
 	return prefix + "/providers/Microsoft.PolicyInsights/policyStates/" + set + "/" + op, nil
 }
 
+// postInsights POSTs a PolicyInsights operation at the command's scope. It returns the
+// body for table output, or nil once it has printed the server's JSON for -o json.
+func (a *app) postInsights(cmd *cobra.Command, args []string, set, op string, q url.Values) ([]byte, error) {
+	path, err := insightsPath(scopeArg(args), set, op)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(cmd.Context(), request{Method: http.MethodPost, Path: path, Query: q})
+	if err != nil {
+		return nil, err
+	}
+	if a.output == outputJSON {
+		return nil, writeRawJSON(a.env.Stdout, resp.Body)
+	}
+	return resp.Body, nil
+}
+
 func scopeArg(args []string) string {
 	if len(args) == 1 {
 		return args[0]
@@ -45,25 +66,14 @@ that reaches it, records the compliance states, and returns when it is done.`,
 		Args:    a.rangeArgs(0, 1, "at most one scope"),
 	}
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		path, err := insightsPath(scopeArg(args), "latest", "triggerEvaluation")
-		if err != nil {
+		body, err := a.postInsights(cmd, args, "latest", "triggerEvaluation", nil)
+		if err != nil || body == nil {
 			return err
-		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		resp, err := c.do(cmd.Context(), request{Method: http.MethodPost, Path: path})
-		if err != nil {
-			return err
-		}
-		if a.output == outputJSON {
-			return writeRawJSON(a.env.Stdout, resp.Body)
 		}
 		var out struct {
 			Result compliance.ScanResult `json:"result"`
 		}
-		if err := json.Unmarshal(resp.Body, &out); err != nil {
+		if err := json.Unmarshal(body, &out); err != nil {
 			return fmt.Errorf("scan: the server's answer: %w", err)
 		}
 		fmt.Fprintf(a.env.Stdout, "Scanned %s: %d resources, %d states, %d changed, in %s.\n",
@@ -91,25 +101,14 @@ func (a *app) complianceSummaryCommand() *cobra.Command {
 		Args: a.rangeArgs(0, 1, "at most one scope"),
 	}
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		path, err := insightsPath(scopeArg(args), "latest", "summarize")
-		if err != nil {
+		body, err := a.postInsights(cmd, args, "latest", "summarize", nil)
+		if err != nil || body == nil {
 			return err
-		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		resp, err := c.do(cmd.Context(), request{Method: http.MethodPost, Path: path})
-		if err != nil {
-			return err
-		}
-		if a.output == outputJSON {
-			return writeRawJSON(a.env.Stdout, resp.Body)
 		}
 		var out struct {
 			Value []compliance.Summary `json:"value"`
 		}
-		if err := json.Unmarshal(resp.Body, &out); err != nil || len(out.Value) == 0 {
+		if err := json.Unmarshal(body, &out); err != nil || len(out.Value) == 0 {
 			return fmt.Errorf("summary: the server's answer is not a summary")
 		}
 		sum := out.Value[0]
@@ -200,24 +199,13 @@ func (a *app) complianceListCommand() *cobra.Command {
 	}
 	f.add(cmd)
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		path, err := insightsPath(scopeArg(args), "latest", "queryResults")
-		if err != nil {
-			return err
-		}
 		q, err := f.query()
 		if err != nil {
 			return err
 		}
-		c, err := a.client()
-		if err != nil {
+		body, err := a.postInsights(cmd, args, "latest", "queryResults", q)
+		if err != nil || body == nil {
 			return err
-		}
-		resp, err := c.do(cmd.Context(), request{Method: http.MethodPost, Path: path, Query: q})
-		if err != nil {
-			return err
-		}
-		if a.output == outputJSON {
-			return writeRawJSON(a.env.Stdout, resp.Body)
 		}
 		var out struct {
 			Value []struct {
@@ -234,7 +222,7 @@ func (a *app) complianceListCommand() *cobra.Command {
 				} `json:"complianceReasons"`
 			} `json:"value"`
 		}
-		if err := json.Unmarshal(resp.Body, &out); err != nil {
+		if err := json.Unmarshal(body, &out); err != nil {
 			return fmt.Errorf("list: the server's answer: %w", err)
 		}
 		t := newTable(a.env.Stdout, "RESOURCE", "ASSIGNMENT", "POLICY", "STATE", "EFFECT", "REASON")
@@ -267,10 +255,6 @@ func (a *app) complianceHistoryCommand() *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().StringVar(&since, "since", "", "only changes at or after this RFC 3339 time")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
-		path, err := insightsPath(scopeArg(args), "default", "queryResults")
-		if err != nil {
-			return err
-		}
 		q, err := f.query()
 		if err != nil {
 			return err
@@ -281,16 +265,9 @@ func (a *app) complianceHistoryCommand() *cobra.Command {
 			}
 			q.Set("$from", since)
 		}
-		c, err := a.client()
-		if err != nil {
+		body, err := a.postInsights(cmd, args, "default", "queryResults", q)
+		if err != nil || body == nil {
 			return err
-		}
-		resp, err := c.do(cmd.Context(), request{Method: http.MethodPost, Path: path, Query: q})
-		if err != nil {
-			return err
-		}
-		if a.output == outputJSON {
-			return writeRawJSON(a.env.Stdout, resp.Body)
 		}
 		var out struct {
 			Value []struct {
@@ -302,7 +279,7 @@ func (a *app) complianceHistoryCommand() *cobra.Command {
 				To           string    `json:"complianceState"`
 			} `json:"value"`
 		}
-		if err := json.Unmarshal(resp.Body, &out); err != nil {
+		if err := json.Unmarshal(body, &out); err != nil {
 			return fmt.Errorf("history: the server's answer: %w", err)
 		}
 		t := newTable(a.env.Stdout, "AT", "RESOURCE", "ASSIGNMENT", "FROM", "TO")
