@@ -24,6 +24,7 @@ import (
 	"github.com/gildhq/gild/access"
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
 )
@@ -40,12 +41,15 @@ type Options struct {
 	Metrics *Metrics
 	// Compliance serves the PolicyInsights endpoints; nil leaves them out.
 	Compliance *compliance.Service
+	// Gallery serves artifact uploads, pulls, resolution and share links; nil leaves them out.
+	Gallery *gallery.Service
 }
 
 // Server is the API's http.Handler.
 type Server struct {
 	cp         *controlplane.Service
 	compliance *compliance.Service
+	gallery    *gallery.Service
 	log        *slog.Logger
 	maxBody    int64
 	metrics    *Metrics
@@ -54,7 +58,7 @@ type Server struct {
 
 // New returns the API over the control plane cp.
 func New(cp *controlplane.Service, opts Options) *Server {
-	s := &Server{cp: cp, compliance: opts.Compliance, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
+	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -67,6 +71,7 @@ func New(cp *controlplane.Service, opts Options) *Server {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.Handle("GET /metrics", s.metrics.Handler())
+	s.mux.HandleFunc("GET /share/{token}", s.shared)
 	s.mux.HandleFunc("/", s.arm)
 	return s
 }
@@ -131,6 +136,9 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 	path, err := resource.ParsePath(r.URL.Path)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if s.galleryRoute(w, r, caller, path) {
 		return
 	}
 	if scope, set, op, ok := insightsPath(path); ok {
@@ -239,6 +247,9 @@ func (s *Server) resource(w http.ResponseWriter, r *http.Request, c controlplane
 		}
 		s.writeResource(w, http.StatusOK, stored)
 	case http.MethodDelete:
+		if force, _ := strconv.ParseBool(r.URL.Query().Get("forceDeletion")); force {
+			ctx = gallery.WithForceDelete(ctx)
+		}
 		deleted, err := s.cp.Delete(ctx, c, id, precondition(r))
 		if err != nil {
 			s.writeError(w, r, err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/gildhq/gild/compliance"
+	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/resource"
 )
 
@@ -33,6 +34,15 @@ var statusOf = map[string]int{
 	compliance.CodeInvalidPolicy:        http.StatusBadRequest,
 	compliance.CodeInvalidAssignment:    http.StatusBadRequest,
 	compliance.CodePolicyNotFound:       http.StatusNotFound,
+	gallery.CodeArtifactNotFound:        http.StatusBadRequest,
+	gallery.CodeChecksumMismatch:        http.StatusBadRequest,
+	gallery.CodeVersionNotFound:         http.StatusNotFound,
+	gallery.CodeVersionEndOfLife:        http.StatusConflict,
+	gallery.CodeVersionInUse:            http.StatusConflict,
+	gallery.CodeRegionNotFound:          http.StatusBadRequest,
+	gallery.CodeIdentifierConflict:      http.StatusConflict,
+	gallery.CodeImmutableProperty:       http.StatusConflict,
+	gallery.CodeShareLinkInvalid:        http.StatusForbidden,
 }
 
 const codeInvalidAPIVersion = "InvalidApiVersionParameter"

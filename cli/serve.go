@@ -44,7 +44,8 @@ func parseLogLevel(s string) (slog.Level, error) {
 
 func (a *app) serveCommand() *cobra.Command {
 	var dataDir, addr, storeURL, logLevel, aliasFile string
-	var scanInterval time.Duration
+	var scanInterval, verifyInterval time.Duration
+	var regions []string
 	cmd := &cobra.Command{
 		Use:   "serve [--data DIR] [--addr 127.0.0.1:8080] [--store URL]",
 		Short: "Run the gild server",
@@ -66,6 +67,8 @@ resources in PostgreSQL instead.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&aliasFile, "aliases", "", "an Azure Policy alias catalogue (csv or csv.gz of alias,path) laid over gild's own aliases")
 	f.DurationVar(&scanInterval, "scan-interval", time.Hour, "how often every policy assignment's scope is evaluated again")
+	f.StringArrayVar(&regions, "region", nil, "an image region as NAME=URL (file://, s3://, azblob://, gs://); repeat for more, the first is the home region (default: local, in the data directory)")
+	f.DurationVar(&verifyInterval, "verify-interval", 24*time.Hour, "how often every image replica is read back and checked against its SHA-256 (0 disables)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
 		level, err := parseLogLevel(logLevel)
 		if err != nil {
@@ -83,7 +86,15 @@ resources in PostgreSQL instead.`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log,
-			AliasFile: aliasFile, ScanInterval: scanInterval})
+			AliasFile: aliasFile, ScanInterval: scanInterval, Regions: regions, VerifyInterval: verifyEvery(verifyInterval)})
 	})
 	return cmd
+}
+
+// verifyEvery turns the flag's 0 ("never") into the server's negative.
+func verifyEvery(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

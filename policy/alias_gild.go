@@ -61,11 +61,12 @@ var aliasGildComputed = []struct {
 		prefix: "Gild.Compute/virtualMachines",
 		typ:    "Microsoft.Compute/virtualMachines",
 		props: []string{
-			"image.lifecycleState", // Active, Aged, Deprecated, EndOfLife
-			"image.versionsBehind", // published versions newer than the VM's
-			"image.ageDays",        // days since the VM's image version was published
-			"image.definitionId",   // gallery image definition the VM was built from
-			"image.version",        // that image version's name
+			"image.lifecycleState",    // Active, Aged, Deprecated, EndOfLife
+			"image.versionsBehind",    // published versions newer than the VM's
+			"image.ageDays",           // days since the VM's image version was published
+			"image.definitionId",      // gallery image definition the VM was built from
+			"image.version",           // that image version's name
+			"image.daysPastEndOfLife", // days since its end of life (negative: days left)
 			"tattoo.imageDefinition",
 			"tattoo.imageVersion",
 			"tattoo.sourcePublisher",

@@ -19,6 +19,7 @@ import (
 	"github.com/gildhq/gild/atomicfile"
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/policy"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
@@ -42,7 +43,16 @@ type Config struct {
 	AliasFile string
 	// ScanInterval is how often every policy assignment's scope is scanned; 0 means hourly.
 	ScanInterval time.Duration
+	// Regions are the image regions as NAME=URL; none means one region, local, in
+	// DataDir/regions/local. The first is the home region.
+	Regions []string
+	// VerifyInterval is how often every image replica is read back and checked; 0 means
+	// daily, negative never.
+	VerifyInterval time.Duration
 }
+
+// ShareKeyFile is the name, in the data directory, of the key that signs share links.
+const ShareKeyFile = "share.key"
 
 // AdminTokenFile is the name, in the data directory, of the file holding the first Owner token.
 const AdminTokenFile = "admin.token"
@@ -96,14 +106,36 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		aliases = aliases.Merge(catalogue)
 	}
-	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log})
+	regions, err := openRegions(ctx, dataDir, cfg.Regions)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer func() {
+		for _, r := range regions {
+			r.Close()
+		}
+	}()
+	shareKey, err := loadShareKey(filepath.Join(dataDir, ShareKeyFile))
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	images, err := gallery.New(st, gallery.Options{Regions: regions, ShareKey: shareKey, Logger: log, VerifyInterval: cfg.VerifyInterval})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	images.SetWriter(controlplane.SystemWriter{Service: cp})
+	if err := images.Load(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log, Enrichers: []compliance.Enricher{images.Enrich}})
 	policies, err := compliance.NewService(ctx, engine, st, cp.Tree)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	policies.Interval = cfg.ScanInterval
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
-	cp.SetHooks(policies)
+	// The gallery goes first: it fills in a VM's exact image version for policies to see.
+	cp.SetHooks(controlplane.Chain(images, policies))
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
 	made, err := cp.Bootstrap(ctx, func(secret string) error { return atomicfile.Write(tokenPath, []byte(secret+"\n"), 0o600) })
 	if err != nil {
@@ -114,7 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies}),
+		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -124,6 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stop()
 	go cp.Run(runCtx)
 	go policies.Run(runCtx)
+	go images.Run(runCtx)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

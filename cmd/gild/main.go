@@ -4,6 +4,7 @@ package main
 import (
 	"os"
 
+	_ "github.com/gildhq/gild/blob/cloud" // s3://, azblob:// and gs:// regions
 	"github.com/gildhq/gild/cli"
 )
 
