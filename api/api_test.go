@@ -12,10 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gildhq/gild/api"
+	"github.com/gildhq/gild/blob"
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
 )
@@ -28,6 +31,9 @@ type env struct {
 	st       store.Store
 	cp       *controlplane.Service
 	policies *compliance.Service
+	gallery  *gallery.Service
+	// regions holds the folders of the image regions local, west and east.
+	regions string
 }
 
 func newEnv(t testing.TB) *env {
@@ -42,22 +48,40 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policies, err := compliance.NewService(ctx, compliance.New(compliance.Options{}), st, cp.Tree)
+	regionDir := t.TempDir()
+	var regions []*blob.Region
+	for _, name := range []string{"local", "west", "east"} {
+		r, err := blob.Open(ctx, name, blob.FileURL(filepath.Join(regionDir, name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		regions = append(regions, r)
+	}
+	images, err := gallery.New(st, gallery.Options{Regions: regions, ShareKey: []byte("0123456789abcdef0123456789abcdef"), ReconcileInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	images.SetWriter(controlplane.SystemWriter{Service: cp})
+	policies, err := compliance.NewService(ctx, compliance.New(compliance.Options{Enrichers: []compliance.Enricher{images.Enrich}}), st, cp.Tree)
 	if err != nil {
 		t.Fatal(err)
 	}
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
-	cp.SetHooks(policies)
+	cp.SetHooks(controlplane.Chain(images, policies))
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go policies.Run(runCtx)
+	done := make(chan struct{})
+	go func() { images.Run(runCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
 	var admin string
 	if _, err := cp.Bootstrap(ctx, func(s string) error { admin = s; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies}))
+	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies, Gallery: images}))
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, admin: admin, st: st, cp: cp, policies: policies}
+	return &env{t: t, url: srv.URL, admin: admin, st: st, cp: cp, policies: policies, gallery: images, regions: regionDir}
 }
 
 type response struct {
@@ -422,7 +446,7 @@ func TestDeleteRules(t *testing.T) {
 	}
 	// A resource group takes its resources along, each in the audit log.
 	e.must(e.admin, "PUT", rgPay+"/providers/Microsoft.Compute/galleries/g", map[string]any{"location": "local"}, 201)
-	e.must(e.admin, "PUT", rgPay+"/providers/Microsoft.Compute/galleries/g/images/i", map[string]any{"location": "local"}, 201)
+	e.must(e.admin, "PUT", rgPay+"/providers/Microsoft.Compute/galleries/g/images/i", definitionBody("Contoso"), 201)
 	if r := e.do(e.admin, "DELETE", rgPay+"/providers/Microsoft.Compute/galleries/g", nil); r.status != 409 {
 		t.Fatalf("delete gallery with images: %d %s", r.status, r.raw)
 	}
