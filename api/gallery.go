@@ -1,6 +1,10 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,7 +66,20 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request, c controlplane
 		s.writeError(w, r, resource.Errorf(resource.CodeInvalidResourceID, "sha256", "the artifact's name must be its SHA-256: %v", err))
 		return
 	}
-	region := r.URL.Query().Get("region")
+	// region may be repeated (or comma-separated) on an upload: the artifact is written
+	// to all of them in one pass; the first is the one a HEAD asks about.
+	var regions []string
+	for _, v := range r.URL.Query()["region"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.ToLower(strings.TrimSpace(name)); name != "" {
+				regions = append(regions, name)
+			}
+		}
+	}
+	region := ""
+	if len(regions) > 0 {
+		region = regions[0]
+	}
 	switch r.Method {
 	case http.MethodHead:
 		size, ok, err := s.gallery.HasArtifact(ctx, region, d)
@@ -87,13 +104,13 @@ func (s *Server) artifact(w http.ResponseWriter, r *http.Request, c controlplane
 		}
 		// A disk image takes longer than the server's read timeout to arrive.
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
-		res, err := s.gallery.Upload(ctx, region, d, r.ContentLength, r.Body, nil)
+		res, err := s.gallery.Upload(ctx, regions, d, r.ContentLength, r.Body, nil)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		status := http.StatusOK
-		if res.Stored {
+		if len(res.Stored) > 0 {
 			status = http.StatusCreated
 		}
 		s.writeJSON(w, status, res)
@@ -150,7 +167,46 @@ func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request, v resourc
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Disposition", `attachment; filename="`+v.Parent().Name()+"-"+dl.Version+`"`)
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	http.ServeContent(w, r, "", time.Time{}, dl.Reader)
+	hr := &hashingReader{rs: dl.Reader, h: sha256.New()}
+	http.ServeContent(w, r, "", time.Time{}, hr)
+	// A whole pull is hashed on the way out: bytes that do not match mean the replica
+	// rotted, and the version is verified (and repaired) without waiting for the next
+	// scheduled verification. The client, checking the SHA-256 itself, retries.
+	if hr.n == dl.Size && !hr.broken && hex.EncodeToString(hr.h.Sum(nil)) != string(dl.Digest) {
+		s.log.Warn("a pull served bytes that do not match the version's SHA-256", "version", v.String(), "region", dl.Region, "replica", dl.Replica)
+		s.gallery.Suspect(v)
+	}
+}
+
+// hashingReader hashes what is read from the start of the stream onward; a seek anywhere
+// but the start, after reading began, makes the hash meaningless.
+type hashingReader struct {
+	rs     io.ReadSeeker
+	h      hash.Hash
+	n, pos int64
+	broken bool
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.rs.Read(p)
+	if n > 0 {
+		if r.pos == r.n {
+			r.h.Write(p[:n])
+			r.n += int64(n)
+		} else {
+			r.broken = true
+		}
+		r.pos += int64(n)
+	}
+	return n, err
+}
+
+func (r *hashingReader) Seek(off int64, whence int) (int64, error) {
+	pos, err := r.rs.Seek(off, whence)
+	if err == nil {
+		r.pos = pos
+	}
+	return pos, err
 }
 
 func (s *Server) share(w http.ResponseWriter, r *http.Request, c controlplane.Caller, v resource.ID) {

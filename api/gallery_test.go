@@ -263,7 +263,7 @@ func TestReplicationDedupAndRepair(t *testing.T) {
 	// everywhere at once, with no byte copied.
 	e.must(e.admin, "HEAD", defA+"/artifacts/"+digestOf(data), nil, 200)
 	up := e.mustUpload(e.admin, defA+"/artifacts/"+digestOf(data), data, 200)
-	if up.body["stored"] != false {
+	if stored, _ := up.body["stored"].([]any); len(stored) != 0 {
 		t.Fatalf("uploading bytes already held: %s", up.raw)
 	}
 	r = e.publish(e.admin, defA, "1.0.1", data, map[string]any{"targetRegions": targets})
@@ -480,4 +480,38 @@ func TestVersionInUseIsNotDeleted(t *testing.T) {
 	e.must(e.admin, "DELETE", defA+"/versions/1.0.1", nil, 409)
 	e.must(e.admin, "PATCH", defA+"/versions/1.0.1", map[string]any{"properties": map[string]any{"publishingProfile": map[string]any{"endOfLifeDate": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)}}}, 200)
 	e.must(e.admin, "DELETE", defA+"/versions/1.0.1", nil, 200)
+}
+
+// TestPullFindsRot: a whole pull that hashes wrong sets off verification and repair.
+func TestPullFindsRot(t *testing.T) {
+	e := newEnv(t)
+	e.seedGalleries()
+	data := disk(51, 200_000)
+	if r := e.publish(e.admin, defA, "1.0.0", data, map[string]any{"targetRegions": []map[string]any{{"name": "local"}, {"name": "west"}}}); r.status != 201 {
+		t.Fatalf("publish: %d %s", r.status, r.raw)
+	}
+	v := defA + "/versions/1.0.0"
+	e.waitFor(v, "replicated", func(p map[string]any) bool { return aggregated(p) == "Completed" })
+	path := filepath.Join(e.regions, "local", filepath.FromSlash(blob.ArtifactKey(blob.Digest(digestOf(data)), 0)))
+	rotten := append([]byte{}, data...)
+	rotten[12345] ^= 0xff
+	if err := os.WriteFile(path, rotten, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do(e.admin, "GET", v+"/content?region=local", nil); r.status != 200 || bytes.Equal(r.raw, data) {
+		t.Fatalf("the rotten pull: %d", r.status)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && bytes.Equal(b, data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rotten replica was never replaced")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := e.do(e.admin, "GET", v+"/content?region=local", nil); r.status != 200 || !bytes.Equal(r.raw, data) {
+		t.Fatalf("the pull after repair: %d", r.status)
+	}
 }

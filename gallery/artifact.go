@@ -48,32 +48,61 @@ func (s *Service) HasArtifact(ctx context.Context, region string, d blob.Digest)
 type UploadResult struct {
 	Digest blob.Digest `json:"sha256"`
 	Size   int64       `json:"sizeInBytes"`
-	Region string      `json:"region"`
-	// Stored is false when the region already held these bytes and none were written.
-	Stored bool `json:"stored"`
+	// Regions are the regions that hold the artifact now, the first as asked.
+	Regions []string `json:"regions"`
+	// Stored names the regions written; none when every region already held these bytes.
+	Stored []string `json:"stored"`
 }
 
-// Upload stores body, which must be size bytes with SHA-256 d, as an artifact in region (the
-// home region when empty). Bytes already held are not written again. The artifact appears
-// only when complete and matching; until a version refers to it, it is collected after
-// Options.GCGrace.
-func (s *Service) Upload(ctx context.Context, region string, d blob.Digest, size int64, body io.Reader, progress func(int64)) (UploadResult, error) {
-	r, err := s.region(region)
-	if err != nil {
-		return UploadResult{}, err
+// Upload stores body, which must be size bytes with SHA-256 d, as an artifact in the given
+// regions (the home region when none), reading and hashing it once and writing every
+// region that lacks it at the same time; bytes already held are not written again. Nothing
+// appears in any region unless the whole body arrived and matched. Writing the later
+// regions during the upload spares replication a second pass over the bytes; a region
+// that fails here is left to replication. Until a version refers to it, the artifact is
+// collected after Options.GCGrace.
+func (s *Service) Upload(ctx context.Context, regions []string, d blob.Digest, size int64, body io.Reader, progress func(int64)) (UploadResult, error) {
+	if len(regions) == 0 {
+		regions = []string{s.Home()}
 	}
-	res := UploadResult{Digest: d, Size: size, Region: r.Name}
-	if n, err := r.Size(ctx, blob.ArtifactKey(d, 0)); err == nil && n == size {
+	res := UploadResult{Digest: d, Size: size, Stored: []string{}}
+	var targets []blob.Target
+	seen := map[string]bool{}
+	for _, name := range regions {
+		r, err := s.region(name)
+		if err != nil {
+			return UploadResult{}, err
+		}
+		if seen[r.Name] {
+			continue
+		}
+		seen[r.Name] = true
+		res.Regions = append(res.Regions, r.Name)
+		if n, err := r.Size(ctx, blob.ArtifactKey(d, 0)); err == nil && n == size {
+			continue
+		}
+		targets = append(targets, blob.Target{Region: r, Key: blob.ArtifactKey(d, 0)})
+	}
+	if len(targets) == 0 {
 		return res, nil
 	}
-	_, err = blob.Write(ctx, body, blob.Expect{Digest: d, Size: size}, []blob.Target{{Region: r, Key: blob.ArtifactKey(d, 0)}}, progress)
+	wr, err := blob.Write(ctx, body, blob.Expect{Digest: d, Size: size}, targets, progress)
 	if errors.Is(err, blob.ErrMismatch) {
 		return UploadResult{}, resource.Errorf(CodeChecksumMismatch, "body", "the upload does not match: %v", err)
 	}
 	if err != nil {
-		return UploadResult{}, fmt.Errorf("upload artifact %s to region %s: %w", d, r.Name, err)
+		return UploadResult{}, fmt.Errorf("upload artifact %s: %w", d, err)
 	}
-	res.Stored = true
+	for i, t := range targets {
+		if ferr, failed := wr.Failed[i]; failed {
+			if t.Region.Name == res.Regions[0] {
+				return UploadResult{}, fmt.Errorf("upload artifact %s to region %s: %w", d, t.Region.Name, ferr)
+			}
+			s.log.Warn("gallery: upload to a later region failed; replication will copy it", "region", t.Region.Name, "err", ferr)
+			continue
+		}
+		res.Stored = append(res.Stored, t.Region.Name)
+	}
 	return res, nil
 }
 

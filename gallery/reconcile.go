@@ -140,7 +140,7 @@ func (s *Service) startReplication(ctx context.Context, workers *sync.WaitGroup,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.running[key] || len(s.running) >= limit || s.now().Before(s.retryAt[key]) {
+	if s.running[key] || s.replicating() >= limit || s.now().Before(s.retryAt[key]) {
 		return
 	}
 	s.running[key] = true
@@ -164,6 +164,17 @@ func (s *Service) startReplication(ctx context.Context, workers *sync.WaitGroup,
 		s.mu.Unlock()
 		s.Kick() // the next version may be waiting for a worker
 	}()
+}
+
+// replicating counts the replication workers running; s.mu is held.
+func (s *Service) replicating() int {
+	n := 0
+	for k := range s.running {
+		if !strings.HasPrefix(k, "verify:") {
+			n++
+		}
+	}
+	return n
 }
 
 // Replicate copies version id's artifact to every target region replica it is missing,
@@ -525,4 +536,31 @@ func (s *Service) collect(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Suspect verifies version id in the background, when something (a pull whose bytes did
+// not hash to the version's SHA-256) suggests a replica went bad.
+func (s *Service) Suspect(id resource.ID) {
+	key := "verify:" + strings.ToLower(id.String())
+	s.mu.Lock()
+	if s.running[key] {
+		s.mu.Unlock()
+		return
+	}
+	s.running[key] = true
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.running, key)
+			s.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		if rep, err := s.Verify(ctx, id); err != nil {
+			s.log.Warn("gallery: verify a suspect version", "version", id.String(), "err", err)
+		} else if rep.Repairing {
+			s.log.Warn("gallery: a pull found a bad replica; it is being replaced", "version", id.String())
+		}
+	}()
 }
