@@ -68,6 +68,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
+	images.SetReevaluate(policies.Enqueue)
 	cp.SetHooks(controlplane.Chain(images, policies))
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)

@@ -515,3 +515,30 @@ func TestPullFindsRot(t *testing.T) {
 		t.Fatalf("the pull after repair: %d", r.status)
 	}
 }
+
+// TestPoliciesSeeImageLifecycle: gild's built-in lifecycle policy finds a VM whose image
+// version aged when a newer one was published, with no write to the VM.
+func TestPoliciesSeeImageLifecycle(t *testing.T) {
+	e := newEnv(t)
+	e.seedGalleries()
+	if r := e.publish(e.admin, defA, "1.0.0", disk(61, 100), nil); r.status != 201 {
+		t.Fatalf("publish: %d %s", r.status, r.raw)
+	}
+	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/current-images", map[string]any{"properties": map[string]any{
+		"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/gild-image-lifecycle",
+		"parameters":         map[string]any{"disallowedStates": map[string]any{"value": []string{"Aged", "Deprecated", "EndOfLife"}}},
+	}}, 201)
+	vm := rgPay + "/providers/" + vmType + "/web-1"
+	b := vmBody("Contoso")
+	b["properties"].(map[string]any)["storageProfile"] = map[string]any{"imageReference": map[string]any{"id": defA}}
+	e.must(e.admin, "PUT", vm, b, 201)
+	waitFor(t, 10*time.Second, "the VM on the newest image to be compliant", func() bool {
+		return e.states(vm)["current-images"]["complianceState"] == "Compliant"
+	})
+	if r := e.publish(e.admin, defA, "1.0.1", disk(62, 100), nil); r.status != 201 {
+		t.Fatalf("publish: %d %s", r.status, r.raw)
+	}
+	waitFor(t, 10*time.Second, "the VM on the aged image to be non-compliant", func() bool {
+		return e.states(vm)["current-images"]["complianceState"] == "NonCompliant"
+	})
+}

@@ -53,8 +53,10 @@ func (s *Service) reconcile(ctx context.Context, workers *sync.WaitGroup) {
 	}
 	now := s.now()
 	ix := s.idx.Load()
+	var changedDefs []resource.ID
 	for _, d := range ix.defs {
 		states := States(d.props, d.versions, now)
+		changed := false
 		for _, e := range d.versions {
 			want, ok := states[e.Version.String()]
 			if !ok || (e.Props.Lifecycle != nil && e.Props.Lifecycle.State == want.State && e.Props.Lifecycle.Reason == want.Reason) {
@@ -63,6 +65,19 @@ func (s *Service) reconcile(ctx context.Context, workers *sync.WaitGroup) {
 			if err := s.setLifecycle(ctx, e.ID, want); err != nil {
 				s.log.Warn("gallery: lifecycle", "version", e.ID, "err", err)
 			}
+			changed = true
+		}
+		if changed {
+			changedDefs = append(changedDefs, d.id)
+		}
+	}
+	if len(changedDefs) > 0 && s.opts.Reevaluate != nil {
+		scopes, err := s.vmScopes(ctx, changedDefs)
+		if err != nil {
+			s.log.Warn("gallery: find VMs to evaluate again", "err", err)
+		}
+		for _, sc := range scopes {
+			s.opts.Reevaluate(sc)
 		}
 	}
 	for _, d := range ix.defs {
@@ -563,4 +578,42 @@ func (s *Service) Suspect(id resource.ID) {
 			s.log.Warn("gallery: a pull found a bad replica; it is being replaced", "version", id.String())
 		}
 	}()
+}
+
+// vmScopes returns the resource groups of the VMs whose image is one of defs or a version
+// of one of them.
+func (s *Service) vmScopes(ctx context.Context, defs []resource.ID) ([]resource.ID, error) {
+	vms, err := listAll(ctx, s.store, store.ListQuery{Type: TypeVM})
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, d := range defs {
+		want[strings.ToLower(d.String())] = true
+	}
+	seen := map[string]bool{}
+	var out []resource.ID
+	for _, vm := range vms {
+		ref, _ := vmImage(vm.Properties)
+		id, err := resource.Parse(ref.ID)
+		if err != nil {
+			continue
+		}
+		if strings.EqualFold(id.Type(), TypeVersion) {
+			id = id.Parent()
+		}
+		if !want[strings.ToLower(id.String())] {
+			continue
+		}
+		vid, err := resource.Parse(vm.ID)
+		if err != nil {
+			continue
+		}
+		rg := resource.ResourceGroupID(vid.Subscription, vid.ResourceGroup)
+		if !seen[rg.Key()] {
+			seen[rg.Key()] = true
+			out = append(out, rg)
+		}
+	}
+	return out, nil
 }

@@ -66,6 +66,9 @@ type Options struct {
 	ReconcileInterval time.Duration
 	// Workers is how many versions replicate at once; 0 means 2.
 	Workers int
+	// Reevaluate, if set, is asked to evaluate policies again at a scope whose VMs run an
+	// image version whose lifecycle state changed.
+	Reevaluate func(scope resource.ID)
 	// GCGrace is how long an artifact nobody refers to is kept (an upload waiting for its
 	// version); 0 means a day.
 	GCGrace time.Duration
@@ -123,6 +126,9 @@ func New(st store.Store, opts Options) (*Service, error) {
 
 // SetWriter sets how the gallery writes its own changes (replication status, lifecycle).
 func (s *Service) SetWriter(w Writer) { s.writer = w }
+
+// SetReevaluate sets Options.Reevaluate, for a policy engine made after the gallery.
+func (s *Service) SetReevaluate(f func(scope resource.ID)) { s.opts.Reevaluate = f }
 
 // Home is the home region's name.
 func (s *Service) Home() string { return s.order[0] }

@@ -28,11 +28,19 @@ import (
 // childEnv makes the test binary act as `gild serve` on the data directory it names.
 const childEnv = "GILD_SERVER_TEST_CHILD_DATA"
 
+// childRegionsEnv, when set, gives the child's image regions as comma-separated NAME=URL
+// specs (Config.Regions); unset, the child has the default region.
+const childRegionsEnv = "GILD_SERVER_TEST_CHILD_REGIONS"
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
-		err := Run(ctx, Config{DataDir: dir, Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		var regions []string
+		if specs := os.Getenv(childRegionsEnv); specs != "" {
+			regions = strings.Split(specs, ",")
+		}
+		err := Run(ctx, Config{DataDir: dir, Addr: "127.0.0.1:0", Regions: regions, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready: func(addr string) { fmt.Printf("READY %s\n", addr) }})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -133,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	policies.Interval = cfg.ScanInterval
+	images.SetReevaluate(policies.Enqueue)
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	// The gallery goes first: it fills in a VM's exact image version for policies to see.
 	cp.SetHooks(controlplane.Chain(images, policies))
