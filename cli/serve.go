@@ -43,7 +43,7 @@ func parseLogLevel(s string) (slog.Level, error) {
 }
 
 func (a *app) serveCommand() *cobra.Command {
-	var dataDir, addr, storeURL, logLevel, aliasFile string
+	var dataDir, addr, storeURL, logLevel, aliasFile, configFile string
 	var scanInterval, verifyInterval time.Duration
 	var regions []string
 	cmd := &cobra.Command{
@@ -61,6 +61,7 @@ resources in PostgreSQL instead.`,
 		Args: a.exactArgs(0, "no arguments"),
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (data, addr, store, logLevel, aliases, scanInterval, verifyInterval, regions: [{name, url}]); flags win over it")
 	f.StringVar(&dataDir, "data", "", "data directory (default $GILD_DATA or ~/.local/share/gild)")
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "address to listen on")
 	f.StringVar(&storeURL, "store", "", "store URL such as postgres://USER@HOST/DB (default SQLite in the data directory)")
@@ -70,6 +71,33 @@ resources in PostgreSQL instead.`,
 	f.StringArrayVar(&regions, "region", nil, "an image region as NAME=URL (file://, s3://, azblob://, gs://); repeat for more, the first is the home region (default: local, in the data directory)")
 	f.DurationVar(&verifyInterval, "verify-interval", 24*time.Hour, "how often every image replica is read back and checked against its SHA-256 (0 disables)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
+		if configFile != "" {
+			c, err := loadServeConfig(configFile)
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			set := func(flag string, dst *string, v string) {
+				if v != "" && !cmd.Flags().Changed(flag) {
+					*dst = v
+				}
+			}
+			set("data", &dataDir, c.Data)
+			set("addr", &addr, c.Addr)
+			set("store", &storeURL, c.Store)
+			set("log-level", &logLevel, c.LogLevel)
+			set("aliases", &aliasFile, c.Aliases)
+			if c.ScanInterval != "" && !cmd.Flags().Changed("scan-interval") {
+				scanInterval, _ = time.ParseDuration(c.ScanInterval)
+			}
+			if c.VerifyInterval != "" && !cmd.Flags().Changed("verify-interval") {
+				verifyInterval, _ = time.ParseDuration(c.VerifyInterval)
+			}
+			if len(c.Regions) > 0 && !cmd.Flags().Changed("region") {
+				for _, r := range c.Regions {
+					regions = append(regions, r.Name+"="+r.URL)
+				}
+			}
+		}
 		level, err := parseLogLevel(logLevel)
 		if err != nil {
 			return err
