@@ -210,16 +210,7 @@ func (r *hashingReader) Seek(off int64, whence int) (int64, error) {
 }
 
 func (s *Server) share(w http.ResponseWriter, r *http.Request, c controlplane.Caller, v resource.ID) {
-	if r.Method != http.MethodPost {
-		s.writeError(w, r, methodNotAllowed(r, "POST"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, v); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.cp.Authorize(c, actionWriteVersion, v); err != nil {
-		s.writeError(w, r, err)
+	if !s.versionAction(w, r, c, v) {
 		return
 	}
 	q := r.URL.Query()
@@ -247,6 +238,25 @@ func (s *Server) share(w http.ResponseWriter, r *http.Request, c controlplane.Ca
 	}{scheme + "://" + r.Host + "/share/" + link.Token, link})
 }
 
+// versionAction checks a POST action on version v that needs the right to publish: the
+// caller must see v (else 404) and may write versions there (else 403).
+func (s *Server) versionAction(w http.ResponseWriter, r *http.Request, c controlplane.Caller, v resource.ID) bool {
+	err := error(nil)
+	switch {
+	case r.Method != http.MethodPost:
+		err = methodNotAllowed(r, "POST")
+	default:
+		if _, err = s.cp.Get(r.Context(), c, v); err == nil {
+			err = s.cp.Authorize(c, actionWriteVersion, v)
+		}
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
 // shared serves a share link: no token, no api-version, read-only, until it expires.
 func (s *Server) shared(w http.ResponseWriter, r *http.Request) {
 	if s.gallery == nil {
@@ -262,16 +272,7 @@ func (s *Server) shared(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) verifyImage(w http.ResponseWriter, r *http.Request, c controlplane.Caller, v resource.ID) {
-	if r.Method != http.MethodPost {
-		s.writeError(w, r, methodNotAllowed(r, "POST"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, v); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.cp.Authorize(c, actionWriteVersion, v); err != nil {
-		s.writeError(w, r, err)
+	if !s.versionAction(w, r, c, v) {
 		return
 	}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})

@@ -194,19 +194,7 @@ func (e *Engine) Load(ctx context.Context, r store.Reader) error {
 }
 
 func listAll(ctx context.Context, r store.Reader, typ string) ([]*resource.Resource, error) {
-	var out []*resource.Resource
-	q := store.ListQuery{Type: typ, Limit: store.MaxPageSize}
-	for {
-		p, err := r.List(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p.Items...)
-		if p.Next == "" {
-			return out, nil
-		}
-		q.After = p.Next
-	}
+	return store.ListAll(ctx, r, store.ListQuery{Type: typ})
 }
 
 func keyOf(id string) string { return strings.ToLower(id) }

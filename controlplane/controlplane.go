@@ -182,7 +182,7 @@ func (s *Service) reload(ctx context.Context) error {
 // reloadLocked rebuilds the snapshot from the store; seq is the change it reflects at least.
 func (s *Service) reloadLocked(ctx context.Context, seq int64) error {
 	tree := resource.NewHierarchy()
-	groups, err := s.listAll(ctx, s.store, store.ListQuery{Type: resource.TypeManagementGroup})
+	groups, err := store.ListAll(ctx, s.store, store.ListQuery{Type: resource.TypeManagementGroup})
 	if err != nil {
 		return fmt.Errorf("load management groups: %w", err)
 	}
@@ -207,7 +207,7 @@ func (s *Service) reloadLocked(ctx context.Context, seq int64) error {
 			progress = true
 		}
 	}
-	subs, err := s.listAll(ctx, s.store, store.ListQuery{Type: resource.TypeSubscription})
+	subs, err := store.ListAll(ctx, s.store, store.ListQuery{Type: resource.TypeSubscription})
 	if err != nil {
 		return fmt.Errorf("load subscriptions: %w", err)
 	}
@@ -216,7 +216,7 @@ func (s *Service) reloadLocked(ctx context.Context, seq int64) error {
 		g, _ := resource.GroupOfSubscription(sub)
 		tree.SetSubscription(id.Subscription, g)
 	}
-	ras, err := s.listAll(ctx, s.store, store.ListQuery{Type: resource.TypeRoleAssignment})
+	ras, err := store.ListAll(ctx, s.store, store.ListQuery{Type: resource.TypeRoleAssignment})
 	if err != nil {
 		return fmt.Errorf("load role assignments: %w", err)
 	}
@@ -231,23 +231,6 @@ func (s *Service) reloadLocked(ctx context.Context, seq int64) error {
 	}
 	s.snap.Store(&snapshot{seq: seq, tree: tree, grants: access.NewGrants(tree, assignments)})
 	return nil
-}
-
-// listAll pages through a query.
-func (s *Service) listAll(ctx context.Context, r store.Reader, q store.ListQuery) ([]*resource.Resource, error) {
-	var out []*resource.Resource
-	q.Limit = store.MaxPageSize
-	for {
-		p, err := r.List(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p.Items...)
-		if p.Next == "" {
-			return out, nil
-		}
-		q.After = p.Next
-	}
 }
 
 // authorize decides whether c may perform verb on id. A caller that may not even read id is

@@ -480,7 +480,7 @@ func (s *Service) Delete(ctx context.Context, c Caller, id resource.ID, pre stor
 // descendants returns what deleting id takes along, deepest first, or an error naming what
 // stands in the way.
 func (s *Service) descendants(ctx context.Context, tx store.Tx, c Caller, id resource.ID) ([]*resource.Resource, error) {
-	under, err := s.listAll(ctx, tx, store.ListQuery{Scopes: []resource.ID{id}})
+	under, err := store.ListAll(ctx, tx, store.ListQuery{Scopes: []resource.ID{id}})
 	if err != nil {
 		return nil, err
 	}

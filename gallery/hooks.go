@@ -76,7 +76,7 @@ func (s *Service) checkDefinition(ctx context.Context, tx store.Tx, old, next *r
 	if err != nil {
 		return nil, err
 	}
-	siblings, err := listAll(ctx, tx, store.ListQuery{Scopes: []resource.ID{id.Parent()}, Type: TypeDefinition})
+	siblings, err := store.ListAll(ctx, tx, store.ListQuery{Scopes: []resource.ID{id.Parent()}, Type: TypeDefinition})
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +287,7 @@ func (s *Service) BeforeDelete(ctx context.Context, tx store.Tx, _ *resource.Hie
 
 // vmsUsing lists the IDs of the VMs whose image is version v.
 func (s *Service) vmsUsing(ctx context.Context, r store.Reader, v resource.ID) ([]string, error) {
-	vms, err := listAll(ctx, r, store.ListQuery{Type: TypeVM})
+	vms, err := store.ListAll(ctx, r, store.ListQuery{Type: TypeVM})
 	if err != nil {
 		return nil, err
 	}

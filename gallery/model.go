@@ -2,6 +2,7 @@ package gallery
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -76,21 +77,11 @@ func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Min
 func (v Version) Compare(w Version) int {
 	switch {
 	case v.Major != w.Major:
-		return cmpInt(v.Major, w.Major)
+		return cmp.Compare(v.Major, w.Major)
 	case v.Minor != w.Minor:
-		return cmpInt(v.Minor, w.Minor)
+		return cmp.Compare(v.Minor, w.Minor)
 	}
-	return cmpInt(v.Patch, w.Patch)
-}
-
-func cmpInt(a, b int32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Compare(v.Patch, w.Patch)
 }
 
 // Identifier names an image definition's publisher, offer and SKU; unique in its gallery.

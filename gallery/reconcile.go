@@ -515,7 +515,7 @@ func (s *Service) collect(ctx context.Context) error {
 	if grace <= 0 {
 		grace = 24 * time.Hour
 	}
-	vers, err := listAll(ctx, s.store, store.ListQuery{Type: TypeVersion})
+	vers, err := store.ListAll(ctx, s.store, store.ListQuery{Type: TypeVersion})
 	if err != nil {
 		return err
 	}
@@ -583,7 +583,7 @@ func (s *Service) Suspect(id resource.ID) {
 // vmScopes returns the resource groups of the VMs whose image is one of defs or a version
 // of one of them.
 func (s *Service) vmScopes(ctx context.Context, defs []resource.ID) ([]resource.ID, error) {
-	vms, err := listAll(ctx, s.store, store.ListQuery{Type: TypeVM})
+	vms, err := store.ListAll(ctx, s.store, store.ListQuery{Type: TypeVM})
 	if err != nil {
 		return nil, err
 	}

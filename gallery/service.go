@@ -182,7 +182,7 @@ func (s *Service) Load(ctx context.Context) error {
 		return fmt.Errorf("gallery: load: %w", err)
 	}
 	ix := &index{defs: map[string]*defEntry{}}
-	defs, err := listAll(ctx, s.store, store.ListQuery{Type: TypeDefinition})
+	defs, err := store.ListAll(ctx, s.store, store.ListQuery{Type: TypeDefinition})
 	if err != nil {
 		return fmt.Errorf("gallery: load definitions: %w", err)
 	}
@@ -198,7 +198,7 @@ func (s *Service) Load(ctx context.Context) error {
 		}
 		ix.defs[strings.ToLower(d.ID)] = &defEntry{id: id, props: &p}
 	}
-	vers, err := listAll(ctx, s.store, store.ListQuery{Type: TypeVersion})
+	vers, err := store.ListAll(ctx, s.store, store.ListQuery{Type: TypeVersion})
 	if err != nil {
 		return fmt.Errorf("gallery: load versions: %w", err)
 	}
@@ -235,25 +235,9 @@ func entryOf(r *resource.Resource) (Entry, error) {
 	return Entry{ID: r.ID, Version: v, Props: &p}, nil
 }
 
-func listAll(ctx context.Context, r store.Reader, q store.ListQuery) ([]*resource.Resource, error) {
-	q.Limit = store.MaxPageSize
-	var out []*resource.Resource
-	for {
-		page, err := r.List(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page.Items...)
-		if page.Next == "" {
-			return out, nil
-		}
-		q.After = page.Next
-	}
-}
-
 // versionsOf lists the versions of definition def as r sees them.
 func versionsOf(ctx context.Context, r store.Reader, def resource.ID) ([]Entry, error) {
-	items, err := listAll(ctx, r, store.ListQuery{Scopes: []resource.ID{def}, Type: TypeVersion})
+	items, err := store.ListAll(ctx, r, store.ListQuery{Scopes: []resource.ID{def}, Type: TypeVersion})
 	if err != nil {
 		return nil, err
 	}

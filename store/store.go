@@ -230,3 +230,20 @@ func redact(u *url.URL) string { return u.Redacted() }
 
 // IsNotFound reports whether err is, or wraps, ErrNotFound.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// ListAll pages through q to the end and returns every resource it selects.
+func ListAll(ctx context.Context, r Reader, q ListQuery) ([]*resource.Resource, error) {
+	var out []*resource.Resource
+	q.Limit = MaxPageSize
+	for {
+		p, err := r.List(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Items...)
+		if p.Next == "" {
+			return out, nil
+		}
+		q.After = p.Next
+	}
+}
