@@ -149,6 +149,7 @@ Run 'gild serve' to start a server, 'gild login' to point this CLI at one, then
 		a.whoamiCommand(),
 		a.policyCommand(),
 		a.complianceCommand(),
+		a.imageCommand(),
 	)
 	return root
 }
