@@ -741,7 +741,13 @@ and fails if a region fails.`,
 		case err == nil:
 			fmt.Fprintf(a.env.Stderr, "Region %s already holds these bytes; no bytes were copied.\n", first)
 		case isStatus(err, http.StatusNotFound):
-			if err := a.uploadArtifact(ctx, c, artifact, url.Values{"region": {first}}, plan.file, sum, size, first); err != nil {
+			// Every target region is written in the same pass over the bytes; replication
+			// then has only the extra replicas (and any region that failed) left to do.
+			regions := make([]string, len(targets))
+			for i, t := range targets {
+				regions[i] = t.Name
+			}
+			if err := a.uploadArtifact(ctx, c, artifact, url.Values{"region": regions}, plan.file, sum, size, first); err != nil {
 				return err
 			}
 		default:
@@ -829,12 +835,10 @@ func (a *app) uploadArtifact(ctx context.Context, c *Client, artifact string, q 
 	}
 	defer resp.Body.Close()
 	p.Done()
-	// 201 says bytes were written, 200 that the region already held them. The body names
-	// the region as "region" (or, from servers that write several at once, "regions").
+	// 201 says bytes were written, 200 that every region already held them.
 	var res struct {
-		SHA256  string   `json:"sha256"`
-		Region  string   `json:"region"`
-		Regions []string `json:"regions"`
+		SHA256 string   `json:"sha256"`
+		Stored []string `json:"stored"`
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
@@ -846,16 +850,10 @@ func (a *app) uploadArtifact(ctx context.Context, c *Client, artifact string, q 
 	if !strings.EqualFold(strings.TrimPrefix(res.SHA256, "sha256:"), sum) {
 		return fmt.Errorf("upload %s: the server stored sha256:%s, not sha256:%s", file, res.SHA256, sum)
 	}
-	if res.Region == "" && len(res.Regions) > 0 {
-		res.Region = res.Regions[0]
-	}
-	if res.Region == "" {
-		res.Region = region
-	}
-	if resp.StatusCode == http.StatusCreated {
-		fmt.Fprintf(a.env.Stderr, "Uploaded %s to region %s.\n", formatBytes(size), res.Region)
+	if resp.StatusCode == http.StatusCreated && len(res.Stored) > 0 {
+		fmt.Fprintf(a.env.Stderr, "Uploaded %s to %s %s.\n", formatBytes(size), plural(len(res.Stored), "region", "regions"), strings.Join(res.Stored, ", "))
 	} else {
-		fmt.Fprintf(a.env.Stderr, "Region %s already held these bytes; no bytes were copied.\n", res.Region)
+		fmt.Fprintf(a.env.Stderr, "Region %s already held these bytes; no bytes were copied.\n", region)
 	}
 	return nil
 }
@@ -1612,4 +1610,11 @@ bytes. A version that VMs still use is refused unless --force is given.`,
 		return nil
 	})
 	return cmd
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
