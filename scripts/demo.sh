@@ -145,6 +145,34 @@ EOF
 {"properties": {"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/gild-service-model-tag",
   "nonComplianceMessages": [{"message": "Tag every VM serviceModel=pet or serviceModel=cattle."}]}}
 EOF
+  say "Publishing golden images to the corp gallery:"
+  put /subscriptions/platform <<<"{\"properties\": {\"displayName\": \"platform\", \"managementGroupId\": \"$mg/contoso\"}}"
+  put /subscriptions/platform/resourceGroups/images <<<'{"location": "local"}'
+  local gallery=/subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp
+  local def=$gallery/images/debian-12-hardened
+  put "$gallery" <<<'{"location": "local", "properties": {"description": "Contoso golden images"}}'
+  put "$def" <<'EOF'
+{"location": "local", "properties": {
+  "identifier": {"publisher": "Contoso", "offer": "debian-12", "sku": "hardened"},
+  "osType": "Linux", "osState": "Generalized", "description": "Debian 12 with Contoso's hardening",
+  "recommended": {"vCPUs": {"min": 1, "max": 8}, "memory": {"min": 1, "max": 32}},
+  "lifecyclePolicy": {"keepNewest": 3, "deprecateAfterDays": 90, "retainAtLeast": 1}}}
+EOF
+  # Stand-in disks until the image pipeline builds real ones: the same bytes on every run,
+  # so a second make demo republishes nothing.
+  local v disk
+  for v in 1.0.0 1.0.1; do
+    disk=$data/disk-$v.raw
+    { yes "gild demo disk $v" || true; } | head -c $((4 << 20)) >"$disk" # yes ends on SIGPIPE
+    "$gild" image publish --definition "$def" --version "$v" --file "$disk" --format raw --wait >/dev/null 2>"$data/publish.txt" ||
+      { cat "$data/publish.txt" >&2; die "publishing $v failed"; }
+    say "  published $def/versions/$v"
+  done
+  put "$mg/contoso/providers/Microsoft.Authorization/policyAssignments/current-images" <<'EOF'
+{"properties": {"policyDefinitionId": "/providers/Microsoft.Authorization/policyDefinitions/gild-image-lifecycle",
+  "nonComplianceMessages": [{"message": "Rebuild this VM from the latest golden image."}]}}
+EOF
+
   say "Creating VMs:"
   put /subscriptions/search/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/legacy-1 <<'EOF'
 {
@@ -168,6 +196,19 @@ EOF
   }
 }
 EOF
+
+  # Two VMs from the gallery: one on latest, one pinned to 1.0.0, which 1.0.1 made aged.
+  put /subscriptions/payments/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/web-1 <<EOF
+{"location": "local", "tags": {"serviceModel": "cattle"},
+ "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"}, "storageProfile": {"imageReference": {"id": "$def"}}}}
+EOF
+  put /subscriptions/search/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/batch-1 <<EOF
+{"location": "local", "tags": {"serviceModel": "cattle"},
+ "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"}, "storageProfile": {"imageReference": {"id": "$def/versions/1.0.0"}}}}
+EOF
+  say ""
+  "$gild" image versions "$def"
+  say ""
 
   if "$gild" put /subscriptions/payments/resourceGroups/dev/providers/Microsoft.Compute/virtualMachines/untagged -f - \
     <<<'{"location": "local", "properties": {"storageProfile": {"imageReference": {"publisher": "Debian"}}}}' >/dev/null 2>"$data/denied.txt"; then
@@ -207,6 +248,8 @@ Try:
   bin/gild audit --top 20
   bin/gild compliance list / --state NonCompliant
   bin/gild compliance history /
+  bin/gild image versions /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened
+  bin/gild image pull /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened@latest -o /tmp/debian.raw
   bin/gild policy validate /path/to/azure-policy/definitions
   GILD_TOKEN=\$(cat .data/demo/payments-reader.token) bin/gild list /     # the payments team sees only its own
   curl -H "Authorization: Bearer \$(cat .data/demo/admin.token)" '$url/subscriptions?api-version=$api_version'
