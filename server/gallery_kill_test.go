@@ -259,9 +259,9 @@ func (g *galleryRig) status(t *testing.T, c *child) (replicationStatus, map[stri
 }
 
 // TestKilledDuringReplicationResumes publishes a large artifact to local and to two
-// replicas in west, kills the server the moment the version is acknowledged (while west is
-// being written), restarts it, and checks that replication resumes and completes with
-// intact replicas that serve the right bytes, and that no unfinished write counts as one.
+// replicas in west, kills the server as soon as the copy to west is under way, restarts
+// it, and checks that replication resumes and completes with intact replicas that serve
+// the right bytes, and that no unfinished write counts as one.
 func TestKilledDuringReplicationResumes(t *testing.T) {
 	const size = 512 << 20
 	begin := time.Now()
@@ -277,10 +277,30 @@ func TestKilledDuringReplicationResumes(t *testing.T) {
 	if err != nil || code != 201 {
 		t.Fatalf("PUT version: %d %v %v", code, m, err)
 	}
+	// The version is acknowledged before its replication to west begins, so a kill at
+	// once would come before any byte reached west. Kill as soon as the copy is under way
+	// on disk instead, to leave half-written replicas behind.
+	acknowledgedAt := time.Now()
+	westDir := replicaDir(g.westDir, digest)
+	for deadline := acknowledgedAt.Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		var written int64
+		final := false
+		for name, n := range listReplicaDir(t, westDir) {
+			if tmpName.MatchString(name) {
+				written = max(written, n)
+			} else {
+				final = true
+			}
+		}
+		if written >= 8<<20 || final {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replication to west wrote nothing within 10 s of the version's acknowledgement")
+		}
+	}
 	sigkill(t, c)
 	killedAt := time.Now()
-
-	westDir := replicaDir(g.westDir, digest)
 	atKill := listReplicaDir(t, westDir)
 	complete := 0
 	for _, n := range []string{"0", "1"} {
@@ -294,7 +314,8 @@ func TestKilledDuringReplicationResumes(t *testing.T) {
 	props, _ := m["properties"].(map[string]any)
 	acked, _ := json.Marshal(props["replicationStatus"])
 	t.Logf("the acknowledged version's replicationStatus: %s", acked)
-	t.Logf("west at the kill: %v (%d complete replicas)", atKill, complete)
+	t.Logf("killed %v after the acknowledgement; west then held %v (%d complete replicas)",
+		killedAt.Sub(acknowledgedAt).Round(time.Millisecond), atKill, complete)
 
 	c2 := g.start(t)
 	var rs replicationStatus
@@ -428,10 +449,16 @@ func TestKilledUploadLeavesNoVersion(t *testing.T) {
 		}
 	}
 	sigkill(t, c)
-	if err := <-done; err == nil || strings.Contains(err.Error(), "answered") {
-		t.Fatalf("the upload did not fail with the server killed: %v", err)
+	// The client's request writer is still waiting for the rest of the body; end it.
+	pw.CloseWithError(errors.New("the server was killed"))
+	select {
+	case err := <-done:
+		if err == nil || strings.Contains(err.Error(), "answered") {
+			t.Fatalf("the upload did not fail with the server killed: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload's request did not end within 30 s of the kill")
 	}
-	pw.Close()
 	t.Logf("killed the server with %d of %d bytes written; local then held %v", partial, size, listReplicaDir(t, localDir))
 
 	c2 := g.start(t)
