@@ -64,6 +64,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		re = &resource.Error{Code: code, Message: msg}
+		w.Header().Set("X-Ms-Error-Code", code)
 		s.writeJSON(w, status, errorBody{re})
 		return
 	}
@@ -71,6 +72,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if !ok {
 		status = http.StatusBadRequest
 	}
+	// As in ARM, the code is in a header too: a HEAD's answer has no body to carry it.
+	w.Header().Set("X-Ms-Error-Code", re.Code)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gild"`)
 	}

@@ -204,6 +204,9 @@ func TestPublishRefusals(t *testing.T) {
 		t.Fatalf("a corrupt upload: %d %s", r.status, r.raw)
 	}
 	e.must(e.admin, "HEAD", defA+"/artifacts/"+digestOf(data), nil, 404)
+	if r := e.do(e.admin, "HEAD", defA+"/artifacts/"+digestOf(data)+"?region=mars", nil); r.status != 400 || r.header.Get("X-Ms-Error-Code") != "GalleryRegionNotFound" {
+		t.Fatalf("HEAD in a region that does not exist: %d %v", r.status, r.header)
+	}
 	// Every problem of a version at once.
 	r = e.do(e.admin, "PUT", defA+"/versions/1.0", map[string]any{"location": "local", "properties": map[string]any{}})
 	if r.status != 400 || !strings.Contains(string(r.raw), "Major.Minor.Patch") {
