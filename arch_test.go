@@ -20,9 +20,9 @@ const module = "github.com/gildhq/gild"
 // green test, which is the point: where it sits is a design decision.
 var layers = map[string]int{
 	"resource": 0, "atomicfile": 0, "policy": 0, "check": 0, "agentproto": 0,
-	"access": 1, "store": 1, "blob": 1, "blob/cloud": 1, "agent": 1,
+	"access": 1, "store": 1, "blob": 1, "blob/cloud": 1, "agent": 1, "builder": 1,
 	"store/sqldb": 2, "store/sqlite": 3, "store/postgres": 3, "store/postgres/pgtest": 2, "store/storetest": 2,
-	"gallery": 2, "compliance": 2, "builder": 2,
+	"gallery": 2, "compliance": 2, "builder/debian": 2, "builder/disk": 2, "builder/qemu": 2,
 	"controlplane": 4, "vm": 4, "pipeline": 4,
 	"jobs": 5,
 	"api":  6, "web": 6,
