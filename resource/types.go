@@ -50,6 +50,10 @@ func init() {
 		{Name: "Microsoft.Compute/galleries/images/versions", Placement: AsChild, Location: LocationRequired, Tracked: true},
 		{Name: "Microsoft.HybridCompute/machines", Placement: AtResourceGroup, Location: LocationRequired, Tracked: true},
 		{Name: "Microsoft.VirtualMachineImages/imageTemplates", Placement: AtResourceGroup, Location: LocationRequired, Tracked: true},
+		// A template's runs (gild's: Azure keeps only the last run's status) and, as in
+		// Azure, the outputs its last successful run published.
+		{Name: "Microsoft.VirtualMachineImages/imageTemplates/runs", Placement: AsChild},
+		{Name: "Microsoft.VirtualMachineImages/imageTemplates/runOutputs", Placement: AsChild},
 		{Name: "Microsoft.GuestConfiguration/guestConfigurationAssignments", Placement: AsExtension,
 			ExtensionOf: []string{"Microsoft.Compute/virtualMachines", "Microsoft.HybridCompute/machines"}},
 		{Name: "Microsoft.Authorization/policyDefinitions", Placement: AtRoot | AtManagementGroup | AtSubscription},
