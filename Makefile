@@ -16,8 +16,14 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
 # System packages: PostgreSQL's server binaries for the store tests (the test harness starts
-# a private cluster from them), and what fetching Go modules needs.
-DEB_PACKAGES := postgresql ca-certificates git
+# a private cluster from them), and what fetching Go modules needs. Then the image builder's
+# tools (builder/...): mmdebstrap for the Debian base, tar for its cache, QEMU and qemu-img
+# for disks and the validation boot, OVMF as the UEFI firmware, GRUB's x86_64-efi modules
+# for the boot loader, and the partition and filesystem tools that assemble the disk
+# without mounting it (sfdisk from fdisk, mkfs.ext4, mkfs.vfat, mtools' mcopy).
+DEB_PACKAGES := postgresql ca-certificates git \
+  mmdebstrap tar qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common \
+  fdisk e2fsprogs dosfstools mtools util-linux
 
 .PHONY: deps build test demo demo-stop clean
 
