@@ -189,6 +189,9 @@ type Process struct {
 // reaches the children it started too: apt under mmdebstrap, a shell under chroot.
 // Cancelling ctx sends SIGTERM to the group and SIGKILL after KillGrace.
 func (r *Runner) Start(ctx context.Context, c Command) (*Process, error) {
+	if r == nil {
+		r = &Runner{}
+	}
 	tailN := r.StderrTail
 	if tailN <= 0 {
 		tailN = 20

@@ -1,8 +1,10 @@
 package builder
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +147,38 @@ func TestCleanupRunInto(t *testing.T) {
 	err := f()
 	if err == nil || !strings.Contains(err.Error(), "work failed") || !strings.Contains(err.Error(), "undo x: boom") {
 		t.Errorf("got %v, want both the work's and the undo's error", err)
+	}
+}
+
+func TestMountsUnder(t *testing.T) {
+	info := `22 1 0:21 / /proc rw - proc proc rw
+30 22 0:5 / /work/root rw - ext4 /dev/vda rw
+31 30 0:5 / /work/root/dev rw - devtmpfs udev rw
+32 30 0:5 / /work/root\040two/proc rw - proc proc rw
+33 30 0:5 / /work/rootfs rw - proc proc rw
+`
+	got, err := mountsUnder(bufio.NewScanner(strings.NewReader(info)), "/work/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "/work/root,/work/root/dev" {
+		t.Errorf("got %q", got)
+	}
+	got, _ = mountsUnder(bufio.NewScanner(strings.NewReader(info)), "/work/root two")
+	if strings.Join(got, ",") != "/work/root two/proc" {
+		t.Errorf("escaped mount point: got %q", got)
+	}
+}
+
+func TestRemoveTree(t *testing.T) {
+	dir := t.TempDir() + "/x"
+	if err := os.MkdirAll(dir+"/a/b", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveTree(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there: %v", dir, err)
 	}
 }
