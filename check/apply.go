@@ -431,8 +431,10 @@ func sysctlKeysEqual(a, b string) bool {
 
 func (c *Check) applyService(ctx context.Context, env Env) ([]Change, error) {
 	unit := c.compiled.unit
+	// Enablement is files, which systemctl --root writes on any root; starting and
+	// stopping asks the running systemd, which has no root but its own.
 	systemctl := func(args ...string) error {
-		if root := env.root(); root != "/" {
+		if root := env.root(); root != "/" && args[0] != "start" && args[0] != "stop" {
 			args = append([]string{"--root=" + root}, args...)
 		}
 		out, err := env.runner().Run(ctx, "systemctl", args...)

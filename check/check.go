@@ -78,7 +78,7 @@ type Check struct {
 	PasswordLocked   *bool    `json:"passwordLocked,omitempty" yaml:"passwordLocked,omitempty"`
 	PasswordEmpty    *bool    `json:"passwordEmpty,omitempty" yaml:"passwordEmpty,omitempty"`
 	GID              *int     `json:"gid,omitempty" yaml:"gid,omitempty"`
-	Members          []string `json:"members,omitempty" yaml:"members,omitempty"`
+	Members          []string `json:"members,omitzero" yaml:"members,omitempty"` // [] (no members) is kept
 	MembersToInclude []string `json:"membersToInclude,omitempty" yaml:"membersToInclude,omitempty"`
 	MembersToExclude []string `json:"membersToExclude,omitempty" yaml:"membersToExclude,omitempty"`
 

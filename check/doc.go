@@ -73,7 +73,8 @@
 // /bin/sh -e -c, so the first failing line fails it: Azure Image Builder's Shell
 // validator, as Packer runs inline shell); "timeout" (a duration, default "60s", at most
 // "24h"; running out is an Error); "exitStatus" (default 0); "stdoutContains";
-// "stdoutMatches" (a regular expression). Commands run on a live root only.
+// "stdoutMatches" (a regular expression, tried on the output without its final line
+// break, so that "^active$" matches what "echo active" prints). Commands run on a live root only.
 //
 // # Results
 //

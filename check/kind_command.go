@@ -60,7 +60,8 @@ func (c *Check) evalCommand(ctx context.Context, env Env, o *outcome) {
 	if c.StdoutContains != "" && !strings.Contains(stdout, c.StdoutContains) {
 		o.mismatch(CodeCommandStdoutMissing, "The output of command %s does not contain %s.", quote(cc.commandText), quote(c.StdoutContains))
 	}
-	if cc.stdoutRE != nil && !cc.stdoutRE.MatchString(stdout) {
+	// Without its final line break, so that "^active$" matches what "echo active" prints.
+	if cc.stdoutRE != nil && !cc.stdoutRE.MatchString(strings.TrimSuffix(stdout, "\n")) {
 		o.mismatch(CodeCommandStdoutNoMatch, "The output of command %s has nothing that matches %s.", quote(cc.commandText), describeRegexp(cc.stdoutRE))
 	}
 }

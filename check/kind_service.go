@@ -22,8 +22,10 @@ const (
 	unitNotFound = "not-found"
 )
 
-// unitFile finds the file of unit (or of its template, for "getty@tty1.service").
-func (e Env) unitFile(unit string) (string, bool) {
+// unitFile finds the file of unit (or of its template, for "getty@tty1.service"): the
+// first of that name in unitDirs' order. masked says that file is a link to /dev/null,
+// which is how both an administrator (in /etc) and a package (in /lib) mask a unit.
+func (e Env) unitFile(unit string) (file string, masked, found bool) {
 	names := []string{unit}
 	if at := strings.IndexByte(unit, '@'); at >= 0 {
 		names = append(names, unit[:at+1]+unit[strings.LastIndexByte(unit, '.'):])
@@ -31,27 +33,28 @@ func (e Env) unitFile(unit string) (string, bool) {
 	for _, name := range names {
 		for _, dir := range unitDirs {
 			p := path.Join(dir, name)
+			if target, err := e.readlink(p); err == nil && target == "/dev/null" {
+				return p, true, true
+			}
 			if fi, err := e.stat(p); err == nil && fi.Mode().IsRegular() {
-				return p, true
+				return p, false, true
 			}
 		}
 	}
-	return "", false
+	return "", false, false
 }
 
 // unitState judges a unit's enablement from its files alone, so that it works on an
-// offline root: masked when /etc or /run links it to /dev/null; enabled when a .wants or
+// offline root: masked when its unit file is a link to /dev/null; enabled when a .wants or
 // .requires directory under /etc/systemd/system links it; static when its file has no
 // [Install] section to enable it by; disabled otherwise.
 func (e Env) unitState(unit string) (state string, err error) {
-	for _, dir := range []string{"/etc/systemd/system", "/run/systemd/system"} {
-		if target, err := e.readlink(path.Join(dir, unit)); err == nil && target == "/dev/null" {
-			return unitMasked, nil
-		}
-	}
-	file, ok := e.unitFile(unit)
-	if !ok {
+	file, masked, found := e.unitFile(unit)
+	switch {
+	case !found:
 		return unitNotFound, nil
+	case masked:
+		return unitMasked, nil
 	}
 	etc, err := e.hostPath("/etc/systemd/system", true)
 	if err != nil {

@@ -88,7 +88,8 @@ func describeSyntaxError(data []byte, err error) string {
 		}
 		return err.Error()
 	}
-	off := int(min(se.Offset, int64(len(data))))
+	// Offset counts the bytes read, the offending one included.
+	off := int(max(min(se.Offset-1, int64(len(data))), 0))
 	line := 1 + bytes.Count(data[:off], []byte("\n"))
 	col := off - bytes.LastIndexByte(data[:off], '\n')
 	return fmt.Sprintf("line %d, column %d: %v", line, col, se)

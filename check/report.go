@@ -15,6 +15,7 @@ func WriteJSON(w io.Writer, results []Result) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // the report is read by people and programs, not embedded in HTML
 	if err := enc.Encode(results); err != nil {
 		return fmt.Errorf("write JSON report: %w", err)
 	}

@@ -712,7 +712,7 @@ func (c *Check) compileCommand(at string, cc *compiled, ps *Problems) {
 
 // suggest returns the candidate closest to s, when it is close enough to be a typo.
 func suggest(s string, candidates []string) string {
-	best, bestDist := "", len(s)/2+2
+	best, bestDist := "", len(s)/3+2
 	for _, c := range candidates {
 		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestDist {
 			best, bestDist = c, d
