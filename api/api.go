@@ -25,6 +25,7 @@ import (
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
 )
@@ -43,6 +44,8 @@ type Options struct {
 	Compliance *compliance.Service
 	// Gallery serves artifact uploads, pulls, resolution and share links; nil leaves them out.
 	Gallery *gallery.Service
+	// Pipeline serves template runs and their logs; nil leaves them out.
+	Pipeline *pipeline.Service
 }
 
 // Server is the API's http.Handler.
@@ -50,6 +53,7 @@ type Server struct {
 	cp         *controlplane.Service
 	compliance *compliance.Service
 	gallery    *gallery.Service
+	pipeline   *pipeline.Service
 	log        *slog.Logger
 	maxBody    int64
 	metrics    *Metrics
@@ -58,7 +62,7 @@ type Server struct {
 
 // New returns the API over the control plane cp.
 func New(cp *controlplane.Service, opts Options) *Server {
-	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
+	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -89,6 +93,10 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection, for the handlers that flush
+// as they go (a followed log) or lift the deadlines (a disk image's upload or pull).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
@@ -138,7 +146,7 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.galleryRoute(w, r, caller, path) {
+	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) {
 		return
 	}
 	if scope, set, op, ok := insightsPath(path); ok {

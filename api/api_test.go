@@ -19,6 +19,7 @@ import (
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
 )
@@ -32,6 +33,9 @@ type env struct {
 	cp       *controlplane.Service
 	policies *compliance.Service
 	gallery  *gallery.Service
+	pipeline *pipeline.Service
+	// steps makes the steps of a template run; tests set it.
+	steps func(b *pipeline.Build) []pipeline.Step
 	// regions holds the folders of the image regions local, west and east.
 	regions string
 }
@@ -69,20 +73,28 @@ func newEnv(t testing.TB) *env {
 	}
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	images.SetReevaluate(policies.Enqueue)
-	cp.SetHooks(controlplane.Chain(images, policies))
+	e := &env{t: t, admin: "", st: st, cp: cp, policies: policies, gallery: images, regions: regionDir}
+	builds, err := pipeline.New(st, controlplane.SystemWriter{Service: cp}, pipeline.Options{Dir: t.TempDir(),
+		Steps: func(b *pipeline.Build) []pipeline.Step { return e.steps(b) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pipeline = builds
+	cp.SetHooks(controlplane.Chain(images, builds, policies))
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go policies.Run(runCtx)
 	done := make(chan struct{})
 	go func() { images.Run(runCtx); close(done) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() { stop(); <-done; builds.Wait() })
 	var admin string
 	if _, err := cp.Bootstrap(ctx, func(s string) error { admin = s; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies, Gallery: images}))
+	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies, Gallery: images, Pipeline: builds}))
 	t.Cleanup(srv.Close)
-	return &env{t: t, url: srv.URL, admin: admin, st: st, cp: cp, policies: policies, gallery: images, regions: regionDir}
+	e.url, e.admin = srv.URL, admin
+	return e
 }
 
 type response struct {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/resource"
 )
 
@@ -43,6 +44,9 @@ var statusOf = map[string]int{
 	gallery.CodeIdentifierConflict:      http.StatusConflict,
 	gallery.CodeImmutableProperty:       http.StatusConflict,
 	gallery.CodeShareLinkInvalid:        http.StatusForbidden,
+	pipeline.CodeRunInProgress:          http.StatusConflict,
+	pipeline.CodeRunNotFound:            http.StatusNotFound,
+	pipeline.CodeRunFinished:            http.StatusConflict,
 }
 
 const codeInvalidAPIVersion = "InvalidApiVersionParameter"
