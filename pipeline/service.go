@@ -145,8 +145,10 @@ func (s *Service) Committed(context.Context, []resource.ID) {}
 
 type internalKey struct{}
 
-func withInternal(ctx context.Context) context.Context { return context.WithValue(ctx, internalKey{}, true) }
-func internal(ctx context.Context) bool                { v, _ := ctx.Value(internalKey{}).(bool); return v }
+func withInternal(ctx context.Context) context.Context {
+	return context.WithValue(ctx, internalKey{}, true)
+}
+func internal(ctx context.Context) bool { v, _ := ctx.Value(internalKey{}).(bool); return v }
 
 // Digest is the SHA-256 of a template's build inputs, in the tattoo and on each run, so
 // that a schedule can tell whether the template changed.
