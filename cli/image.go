@@ -483,6 +483,10 @@ An image definition is a resource of type Microsoft.Compute/galleries/images, su
 		a.imageShareCommand(),
 		a.imageVerifyCommand(),
 		a.imageDeleteCommand(),
+		a.imageBuildCommand(),
+		a.imageRunsCommand(),
+		a.imageLogsCommand(),
+		a.imageCancelCommand(),
 	)
 	return cmd
 }
