@@ -82,9 +82,9 @@ const (
 	CodeModuleBlacklisted    = "ModuleBlacklisted"
 
 	// command
-	CodeCommandExitStatus    = "CommandExitStatus"
-	CodeCommandStdoutMissing = "CommandStdoutMissingText"
-	CodeCommandStdoutNoMatch = "CommandStdoutNoMatch"
-	CodeCommandTimeout       = "CommandTimeout"       // Error
-	CodeCommandFailedToStart = "CommandFailedToStart" // Error
+	CodeCommandExitStatus        = "CommandExitStatus"
+	CodeCommandStdoutMissingText = "CommandStdoutMissingText"
+	CodeCommandStdoutNoMatch     = "CommandStdoutNoMatch"
+	CodeCommandTimeout           = "CommandTimeout"       // Error
+	CodeCommandFailedToStart     = "CommandFailedToStart" // Error
 )

@@ -58,7 +58,7 @@ func (c *Check) evalCommand(ctx context.Context, env Env, o *outcome) {
 		o.mismatch(CodeCommandExitStatus, "Command %s %s; expected exit status %d.%s", quote(cc.commandText), exitedPhrase(out.ExitStatus), wantStatus, outputTail(out))
 	}
 	if c.StdoutContains != "" && !strings.Contains(stdout, c.StdoutContains) {
-		o.mismatch(CodeCommandStdoutMissing, "The output of command %s does not contain %s.", quote(cc.commandText), quote(c.StdoutContains))
+		o.mismatch(CodeCommandStdoutMissingText, "The output of command %s does not contain %s.", quote(cc.commandText), quote(c.StdoutContains))
 	}
 	// Without its final line break, so that "^active$" matches what "echo active" prints.
 	if cc.stdoutRE != nil && !cc.stdoutRE.MatchString(strings.TrimSuffix(stdout, "\n")) {

@@ -195,7 +195,7 @@ func TestKinds(t *testing.T) {
 			runner: &fakeRunner{answers: map[string]Output{"/bin/sh -c check-it": {Stdout: []byte("ok\n")}}}, status: StatusCompliant},
 		{name: "command fails", check: `{"kind":"command","command":"check-it","stdoutContains":"ok","stdoutMatches":"^o"}`, live: true,
 			runner: &fakeRunner{answers: map[string]Output{"/bin/sh -c check-it": {Stdout: []byte("no\n"), Stderr: []byte("it broke"), ExitStatus: 2}}},
-			status: StatusNonCompliant, codes: []string{CodeCommandExitStatus, CodeCommandStdoutMissing, CodeCommandStdoutNoMatch}, phrase: `exited with status 2; expected exit status 0. Its stderr ends: "it broke"`},
+			status: StatusNonCompliant, codes: []string{CodeCommandExitStatus, CodeCommandStdoutMissingText, CodeCommandStdoutNoMatch}, phrase: `exited with status 2; expected exit status 0. Its stderr ends: "it broke"`},
 		{name: "command with an expected exit status", check: `{"kind":"command","command":"check-it","exitStatus":2}`, live: true,
 			runner: &fakeRunner{answers: map[string]Output{"/bin/sh -c check-it": {ExitStatus: 2}}}, status: StatusCompliant},
 		{name: "inline lines run as one script with -e", check: `{"kind":"command","inline":["a","b"]}`, live: true,

@@ -13,11 +13,11 @@ import (
 
 // fakeRoot is a system's files under a temporary directory.
 type fakeRoot struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newRoot(t *testing.T) *fakeRoot {
+func newRoot(t testing.TB) *fakeRoot {
 	t.Helper()
 	return &fakeRoot{t: t, dir: t.TempDir()}
 }
