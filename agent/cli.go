@@ -139,18 +139,18 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer, s
 		}
 	}
 	var out io.Writer = stdout
+	var file *os.File
 	if dest != "" {
-		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
+		var err error
+		if file, err = os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 			fmt.Fprintf(stderr, "gild-agent validate: open results output: %v\n", err)
 			return ExitError
 		}
-		defer f.Close()
-		out = f
+		out = file
 	}
 	summary, err := Validate(ctx, set, check.LiveEnv(), out)
-	if f, ok := out.(*os.File); ok && out != stdout {
-		if cerr := f.Close(); cerr != nil && err == nil {
+	if file != nil {
+		if cerr := file.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("close %s: %w", dest, cerr)
 		}
 	}
