@@ -35,8 +35,8 @@
 //
 // service: "unit" (a systemd unit; ".service" is added when the name has no unit
 // suffix); at least one of "enabled", "active", "masked". Enablement is judged from
-// files, so it works offline: masked when /etc/systemd/system/<unit> (or /run) links to
-// /dev/null; enabled when a .wants or .requires directory under /etc/systemd/system links
+// files, so it works offline: masked when the unit's first file in systemd's search path
+// (/etc, /run, /usr/local/lib, /lib, /usr/lib) links to /dev/null; enabled when a .wants or .requires directory under /etc/systemd/system links
 // the unit; static (counts as enabled, and cannot be disabled) when the unit file has no
 // [Install] section; a unit without a unit file is not enabled. "active" asks
 // "systemctl is-active" and needs a live root with systemd running; otherwise the result
