@@ -1,7 +1,6 @@
 package disk
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gildhq/gild/builder"
@@ -136,7 +136,7 @@ func (t *Tools) Assemble(ctx context.Context, rootfs, output string, opts Option
 	if err := f.Truncate(l.DiskSize); err != nil {
 		return nil, fmt.Errorf("assemble disk: %w", err)
 	}
-	if err := r.Run(ctx, builder.Command{Path: or(t.Sfdisk, "sfdisk"), Args: []string{"--no-reread", "--no-tell-kernel", "--wipe=never", output},
+	if err := r.Run(ctx, builder.Command{Path: or(t.Sfdisk, "sfdisk"), Args: []string{"--quiet", "--no-reread", "--no-tell-kernel", "--wipe=never", output},
 		Stdin: strings.NewReader(SfdiskScript(l))}); err != nil {
 		return nil, fmt.Errorf("assemble disk: partition table: %w", err)
 	}
@@ -148,9 +148,6 @@ func (t *Tools) Assemble(ctx context.Context, rootfs, output string, opts Option
 		if err := copySparse(f, p.img, p.off, p.size); err != nil {
 			return nil, fmt.Errorf("assemble disk: %w", err)
 		}
-	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("assemble disk: %w", err)
 	}
 	r.Logf("disk", "assembled %s in %s: %d MiB, EFI %d MiB at %d MiB, root %d MiB at %d MiB (UUID %s)", output,
 		time.Since(start).Round(time.Millisecond), l.DiskSize/mib, l.ESPSize/mib, l.ESPOffset()/mib, l.RootSize()/mib, l.RootOffset()/mib, l.RootFSUUID)
@@ -259,8 +256,9 @@ func (t *Tools) esp(ctx context.Context, work string, l Layout, b Boot) (string,
 	return img, nil
 }
 
-// copySparse copies the image file into dst at off, skipping blocks of zeros so the disk
-// stays sparse (dst is a new file, so they read as zeros already).
+// copySparse copies the image file into dst at off, only its data: the holes of the
+// sparse image stay holes in the new, sparse disk, where they read as zeros already.
+// Within the data the kernel copies (copy_file_range), so nothing passes through here.
 func copySparse(dst *os.File, image string, off, max int64) error {
 	src, err := os.Open(image)
 	if err != nil {
@@ -271,24 +269,38 @@ func copySparse(dst *os.File, image string, off, max int64) error {
 	if err != nil {
 		return err
 	}
-	if st.Size() > max {
-		return fmt.Errorf("%s is %d bytes, larger than its %d-byte partition", image, st.Size(), max)
+	size := st.Size()
+	if size > max {
+		return fmt.Errorf("%s is %d bytes, larger than its %d-byte partition", image, size, max)
 	}
-	buf := make([]byte, mib)
-	zero := make([]byte, mib)
-	for pos := int64(0); ; {
-		n, err := io.ReadFull(src, buf)
-		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
-			if _, werr := dst.WriteAt(buf[:n], off+pos); werr != nil {
-				return fmt.Errorf("copy %s into the disk: %w", image, werr)
-			}
-		}
-		pos += int64(n)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil
+	for pos := int64(0); pos < size; {
+		data, err := src.Seek(pos, seekData)
+		if errors.Is(err, syscall.ENXIO) {
+			return nil // only a hole is left
 		}
 		if err != nil {
 			return fmt.Errorf("copy %s into the disk: %w", image, err)
 		}
+		hole, err := src.Seek(data, seekHole)
+		if err != nil {
+			return fmt.Errorf("copy %s into the disk: %w", image, err)
+		}
+		if _, err := src.Seek(data, io.SeekStart); err != nil {
+			return fmt.Errorf("copy %s into the disk: %w", image, err)
+		}
+		if _, err := dst.Seek(off+data, io.SeekStart); err != nil {
+			return fmt.Errorf("copy %s into the disk: %w", image, err)
+		}
+		if _, err := io.CopyN(dst, src, hole-data); err != nil {
+			return fmt.Errorf("copy %s into the disk: %w", image, err)
+		}
+		pos = hole
 	}
+	return nil
 }
+
+// lseek(2) whence values for sparse files (Linux, and most filesystems since).
+const (
+	seekData = 3
+	seekHole = 4
+)

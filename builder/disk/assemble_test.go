@@ -131,7 +131,7 @@ func TestAssembleFailureRemovesTheDisk(t *testing.T) {
 	d := &Tools{Runner: &builder.Runner{}, Sfdisk: "false"}
 	dir := t.TempDir()
 	_, err := d.Assemble(context.Background(), fakeRootfs(t), filepath.Join(dir, "disk.raw"), Options{Size: 512 * mib, ESPSize: 64 * mib})
-	if err == nil || !strings.Contains(err.Error(), "assemble disk: partition table: false --no-reread") {
+	if err == nil || !strings.Contains(err.Error(), "assemble disk: partition table: false --quiet --no-reread") {
 		t.Fatalf("error %v should name the step and the command", err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {

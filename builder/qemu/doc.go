@@ -10,6 +10,11 @@
 // happens, a VM that outlives its time is killed by PID: after a KVM failure QEMU pauses
 // instead of exiting, holding the disk's lock.
 //
+// In the guest the port is /dev/virtio-ports/org.gild.results once udev has run, or the
+// /dev/vport* whose /sys/class/virtio-ports/*/name says org.gild.results. Debian's cloud
+// kernel builds virtio_console as a module that udev loads: a unit that reports early
+// runs modprobe virtio_console first, or waits for the port.
+//
 // KVM is used where it works and TCG (software emulation) elsewhere; the choice and its
 // reason go to the run log, and a boot that fails under KVM is retried once under TCG.
 package qemu

@@ -34,8 +34,8 @@ type BootSpec struct {
 	// ReadyLine is the text whose first appearance, on the results port or the console,
 	// ends the boot-time measurement; DefaultReadyLine when empty.
 	ReadyLine string
-	// DoneLine on the results port says the guest has reported everything; the VM is then
-	// powered off. DefaultDoneLine when empty.
+	// DoneLine, on the results port or the console, says the guest has reported
+	// everything; the VM is then powered off. DefaultDoneLine when empty.
 	DoneLine string
 	// Timeout bounds the whole run, boot to power-off; 5 minutes when zero. KVMTimeout is
 	// how long KVM gets to reach the ready line before the run falls back to TCG; 60 s when
@@ -295,11 +295,9 @@ func (s *System) attempt(ctx context.Context, spec BootSpec, fw Firmware, accel 
 			res.ReadySource = ev.source
 			s.Runner.Logf("qemu", "ready after %s (%s, %s)", res.BootTime.Round(time.Millisecond), ev.source, accel.Name)
 		}
-		if ev.source != "results" {
-			return
-		}
 		switch {
 		case strings.Contains(ev.text, spec.DoneLine):
+			// From the console too, for a guest that has no results port.
 			if !done {
 				done = true
 				s.Runner.Logf("qemu", "the guest is done; powering it off")
@@ -309,7 +307,7 @@ func (s *System) attempt(ctx context.Context, spec BootSpec, fw Firmware, accel 
 					stopping = time.After(spec.PowerOffTimeout)
 				}
 			}
-		case !isReady:
+		case !isReady && ev.source == "results":
 			res.Results = append(res.Results, ev.text)
 		}
 	}
