@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -114,7 +115,7 @@ func TestChooseAccel(t *testing.T) {
 		reason string
 	}{
 		{"nested PVM", HostFacts{KVMPVM: true, CPUInfo: vmx}, "tcg", "kvm_pvm is loaded"},
-		{"no /dev/kvm", HostFacts{DevKVM: errNoQMP, CPUInfo: vmx}, "tcg", "/dev/kvm is not usable"},
+		{"no /dev/kvm", HostFacts{DevKVM: os.ErrPermission, CPUInfo: vmx}, "tcg", "/dev/kvm is not usable"},
 		{"no vmx or svm", HostFacts{CPUInfo: "flags\t\t: fpu vme sse vmxx\n"}, "tcg", "no vmx or svm"},
 		{"AMD", HostFacts{CPUInfo: "flags\t\t: fpu svm\n"}, "kvm", "usable"},
 		{"Intel", HostFacts{CPUInfo: vmx}, "kvm", "usable"},

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -108,5 +107,3 @@ func (q *qmp) Close() error {
 	}
 	return q.conn.Close()
 }
-
-var errNoQMP = errors.New("QMP is not connected")

@@ -37,7 +37,8 @@ type BootSpec struct {
 	// DoneLine, on the results port or the console, says the guest has reported
 	// everything; the VM is then powered off. DefaultDoneLine when empty.
 	DoneLine string
-	// Timeout bounds the whole run, boot to power-off; 5 minutes when zero. KVMTimeout is
+	// Timeout bounds a run, boot to power-off (each, when KVM falls back to TCG); 5 minutes
+	// when zero. KVMTimeout is
 	// how long KVM gets to reach the ready line before the run falls back to TCG; 60 s when
 	// zero. PowerOffTimeout is how long the guest gets to shut down after the done line
 	// before it is killed; 60 s when zero.
@@ -88,6 +89,9 @@ type BootResult struct {
 	// Results are the lines the guest wrote on the results port, without the ready and
 	// done lines: JSON lines, by convention.
 	Results []string
+	// KernelStart runs from QEMU's start to the kernel's first console line ("Linux
+	// version"): the firmware's and the boot loader's share of BootTime.
+	KernelStart time.Duration
 	// Console is the serial console, line by line, without terminal escapes.
 	Console []string
 	// ConsoleLog is the console's file, kept in WorkDir; "" with a temporary WorkDir.
@@ -287,13 +291,18 @@ func (s *System) attempt(ctx context.Context, spec BootSpec, fw Firmware, accel 
 			if len(res.Console) < 100000 {
 				res.Console = append(res.Console, ev.text)
 			}
+			if res.KernelStart == 0 && strings.Contains(ev.text, "Linux version") {
+				res.KernelStart = ev.at.Sub(start)
+			}
+		} else if len(res.Results) >= 100000 {
+			return
 		}
 		s.Runner.Log(ev.source, ev.text)
 		isReady := strings.Contains(ev.text, spec.ReadyLine)
 		if isReady && res.BootTime == 0 {
 			res.BootTime = ev.at.Sub(start)
 			res.ReadySource = ev.source
-			s.Runner.Logf("qemu", "ready after %s (%s, %s)", res.BootTime.Round(time.Millisecond), ev.source, accel.Name)
+			s.Runner.Logf("qemu", "ready after %s (%s, %s; kernel started after %s)", res.BootTime.Round(time.Millisecond), ev.source, accel.Name, res.KernelStart.Round(time.Millisecond))
 		}
 		switch {
 		case strings.Contains(ev.text, spec.DoneLine):
@@ -436,10 +445,14 @@ func readResults(path string, exited <-chan struct{}, connected chan<- struct{},
 	}
 	defer conn.Close()
 	close(connected)
-	r := bufio.NewReader(conn)
+	// Lines are bounded: a guest is not trusted to end them.
+	r := bufio.NewReaderSize(conn, maxLine)
 	for {
-		line, err := r.ReadString('\n')
-		if line = strings.TrimRight(line, "\r\n"); line != "" {
+		b, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			err = nil
+		}
+		if line := strings.TrimRight(string(b), "\r\n"); line != "" {
 			if !send(event{source: "results", text: line, at: time.Now()}) {
 				return
 			}
@@ -451,6 +464,9 @@ func readResults(path string, exited <-chan struct{}, connected chan<- struct{},
 		}
 	}
 }
+
+// maxLine bounds a line read from the guest; longer ones arrive in pieces.
+const maxLine = 64 << 10
 
 // tailConsole follows the console file QEMU writes, and sends its lines without terminal
 // escapes until stop is closed, then reads what is left.
@@ -491,6 +507,9 @@ func tailConsole(path string, stop <-chan struct{}, events chan<- event, quit <-
 				return
 			}
 			partial = partial[i+1:]
+		}
+		if len(partial) >= maxLine {
+			final = true // a line that never ends goes out in pieces
 		}
 		if final && len(partial) > 0 {
 			select {
