@@ -45,6 +45,7 @@ deps:
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/gild ./cmd/gild
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o bin/gild-agent ./cmd/gild-agent
 
 test: deps
 	@unformatted=$$(gofmt -l . | grep -v '/testdata/' || true); \

@@ -113,6 +113,11 @@ is 0 when the run succeeded and 1 otherwise.`,
 		if err != nil {
 			return err
 		}
+		for _, d := range doc.Definitions {
+			if err := a.ensureDefinition(ctx, c, d, loc); err != nil {
+				return err
+			}
+		}
 		if _, err := c.do(ctx, request{Method: http.MethodPut, Path: id.String(), Body: body}); err != nil {
 			return fmt.Errorf("store the template: %w", err)
 		}
@@ -159,9 +164,58 @@ func (a *app) followRun(ctx context.Context, c *Client, runID string) error {
 		}
 	}
 	if a.output == outputJSON {
-		return writeJSON(a.env.Stdout, run)
+		out := struct {
+			runView
+			VersionID string `json:"versionId,omitempty"`
+		}{runView: run}
+		for _, o := range run.Properties.Outputs {
+			if o.Error == "" && out.VersionID == "" {
+				out.VersionID = o.ArtifactID
+			}
+		}
+		if err := writeJSON(a.env.Stdout, out); err != nil {
+			return err
+		}
+		if run.Properties.RunState != pipeline.StateSucceeded {
+			return fmt.Errorf("run %s %s: %s", run.Name, strings.ToLower(run.Properties.RunState), run.Properties.Message)
+		}
+		return nil
 	}
 	return a.showRun(run)
+}
+
+// ensureDefinition creates a declared image definition, and the gallery, resource group
+// and subscription it lives in, when they are missing; existing ones are left as they are.
+func (a *app) ensureDefinition(ctx context.Context, c *Client, d pipeline.DeclaredDefinition, location string) error {
+	def, err := resource.Parse(d.ID)
+	if err != nil || !strings.EqualFold(def.Type(), "Microsoft.Compute/galleries/images") {
+		return fmt.Errorf("distribute: %q is not an image definition ID", d.ID)
+	}
+	gallery := def.Parent()
+	rg := resource.ResourceGroupID(def.Subscription, def.ResourceGroup)
+	for _, step := range []struct {
+		id   resource.ID
+		body map[string]any
+	}{
+		{resource.SubscriptionID(def.Subscription), map[string]any{"properties": map[string]any{}}},
+		{rg, map[string]any{"location": location}},
+		{gallery, map[string]any{"location": location}},
+		{def, map[string]any{"location": location, "properties": d.Properties}},
+	} {
+		_, err := c.do(ctx, request{Method: http.MethodGet, Path: step.id.String()})
+		if err == nil {
+			continue
+		}
+		if !isStatus(err, http.StatusNotFound) {
+			return fmt.Errorf("look for %s: %w", step.id, err)
+		}
+		body, _ := json.Marshal(step.body)
+		if _, err := c.do(ctx, request{Method: http.MethodPut, Path: step.id.String(), Body: body}); err != nil {
+			return fmt.Errorf("create %s: %w", step.id, err)
+		}
+		fmt.Fprintf(a.env.Stderr, "Created %s\n", step.id)
+	}
+	return nil
 }
 
 func (a *app) printLog(ctx context.Context, c *Client, runID, name string, follow bool) error {

@@ -46,6 +46,7 @@ func (a *app) serveCommand() *cobra.Command {
 	var dataDir, addr, storeURL, logLevel, aliasFile, configFile string
 	var scanInterval, verifyInterval time.Duration
 	var regions []string
+	var agentBinary, accel string
 	cmd := &cobra.Command{
 		Use:   "serve [--data DIR] [--addr 127.0.0.1:8080] [--store URL]",
 		Short: "Run the gild server",
@@ -69,6 +70,8 @@ resources in PostgreSQL instead.`,
 	f.StringVar(&aliasFile, "aliases", "", "an Azure Policy alias catalogue (csv or csv.gz of alias,path) laid over gild's own aliases")
 	f.DurationVar(&scanInterval, "scan-interval", time.Hour, "how often every policy assignment's scope is evaluated again")
 	f.StringArrayVar(&regions, "region", nil, "an image region as NAME=URL (file://, s3://, azblob://, gs://); repeat for more, the first is the home region (default: local, in the data directory)")
+	f.StringVar(&agentBinary, "agent", "", "the gild-agent binary image builds install (default: beside gild, then in PATH)")
+	f.StringVar(&accel, "accel", "", "force image validation VMs onto kvm or tcg (default: probe the host)")
 	f.DurationVar(&verifyInterval, "verify-interval", 24*time.Hour, "how often every image replica is read back and checked against its SHA-256 (0 disables)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
 		if configFile != "" {
@@ -98,6 +101,9 @@ resources in PostgreSQL instead.`,
 				}
 			}
 		}
+		if accel != "" && accel != "kvm" && accel != "tcg" {
+			return usageErrorf("invalid --accel %q: use kvm or tcg", accel)
+		}
 		level, err := parseLogLevel(logLevel)
 		if err != nil {
 			return err
@@ -114,7 +120,8 @@ resources in PostgreSQL instead.`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log,
-			AliasFile: aliasFile, ScanInterval: scanInterval, Regions: regions, VerifyInterval: verifyEvery(verifyInterval)})
+			AliasFile: aliasFile, ScanInterval: scanInterval, Regions: regions, VerifyInterval: verifyEvery(verifyInterval),
+			AgentBinary: agentBinary, Accel: accel})
 	})
 	return cmd
 }

@@ -201,6 +201,9 @@ type Build struct {
 	ImageSize  int64             // convert
 	Validation *ValidationReport // validate
 	Outputs    []Output          // distribute
+	// validationFailed is validation's failure when continueDistributeOnFailure let the
+	// run go on: the run still fails, after distributing.
+	validationFailed error
 }
 
 // Progress is told about a run as it moves.

@@ -60,8 +60,8 @@ type Service struct {
 
 // New returns the pipeline over st.
 func New(st store.Store, w Writer, opts Options) (*Service, error) {
-	if opts.Dir == "" || opts.Steps == nil {
-		return nil, errors.New("pipeline: a run directory and a step maker are required")
+	if opts.Dir == "" {
+		return nil, errors.New("pipeline: a run directory is required")
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
@@ -79,6 +79,19 @@ func New(st store.Store, w Writer, opts Options) (*Service, error) {
 	}
 	s.slots = make(chan struct{}, n)
 	return s, nil
+}
+
+// SetSteps sets Options.Steps, for a builder made after the service.
+func (s *Service) SetSteps(f func(b *Build) []Step) { s.opts.Steps = f }
+
+// CancelAll cancels every run, as a server shutting down does; each run's cleanup still
+// runs (unmounts, QEMU killed) before Wait returns.
+func (s *Service) CancelAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cancel := range s.running {
+		cancel()
+	}
 }
 
 // Wait blocks until every run this service started has ended.
@@ -163,6 +176,9 @@ func Digest(p *TemplateProperties) string {
 // Start queues a run of template tmpl and returns its resource; the build goes on in the
 // background until it ends or is cancelled.
 func (s *Service) Start(ctx context.Context, tmpl resource.ID) (*resource.Resource, error) {
+	if s.opts.Steps == nil {
+		return nil, errors.New("pipeline: this server has no image builder")
+	}
 	res, err := s.store.Get(ctx, tmpl)
 	if err != nil {
 		return nil, err

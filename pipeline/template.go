@@ -13,6 +13,7 @@ package pipeline
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gildhq/gild/check"
 	"github.com/gildhq/gild/resource"
 )
 
@@ -240,6 +242,21 @@ func (p *TemplateProperties) check(f *fieldErrors) {
 	for i := range v.InVMValidations {
 		at := fmt.Sprintf("properties.validate.inVMValidations[%d]", i)
 		v.InVMValidations[i].check(f, at, true)
+		if v.InVMValidations[i].Type == CustomizeShell && len(v.InVMValidations[i].Inline) == 0 {
+			f.add(at+".inline", "a validation runs inside the VM from inline lines; scripts are for customizers")
+		}
+	}
+	if len(v.Checks) > 0 {
+		if _, err := check.Parse(v.Checks); err != nil {
+			var ps check.Problems
+			if errors.As(err, &ps) {
+				for _, pr := range ps {
+					f.add("properties.validate."+pr.Path, "%s", pr.Message)
+				}
+			} else {
+				f.add("properties.validate.checks", "%v", err)
+			}
+		}
 	}
 	if len(p.Distribute) == 0 && !v.SourceValidationOnly {
 		f.add("properties.distribute", "at least one distribution target is required")

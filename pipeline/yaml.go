@@ -24,6 +24,16 @@ type Document struct {
 	ID         string
 	Location   string
 	Properties *TemplateProperties
+	// Definitions are the image definitions the template publishes to, as the file
+	// declares them: gild image build creates them (with their gallery, resource group
+	// and subscription) when they are missing.
+	Definitions []DeclaredDefinition
+}
+
+// DeclaredDefinition is an image definition a YAML template declares.
+type DeclaredDefinition struct {
+	ID         string
+	Properties map[string]any
 }
 
 // The YAML format. Field names are the ones the README documents and
@@ -102,6 +112,17 @@ type yamlDistribute struct {
 	EndOfLife         string            `yaml:"endOfLife"`
 	RunOutputName     string            `yaml:"runOutputName"`
 	Tags              map[string]string `yaml:"tags"`
+	// Definition declares the image definition, to be created when missing.
+	Definition *yamlDefinition `yaml:"definition"`
+}
+
+type yamlDefinition struct {
+	Publisher   string `yaml:"publisher"`
+	Offer       string `yaml:"offer"`
+	SKU         string `yaml:"sku"`
+	OSType      string `yaml:"osType"`
+	OSState     string `yaml:"osState"`
+	Description string `yaml:"description"`
 }
 
 type yamlVM struct {
@@ -182,8 +203,17 @@ func ParseYAML(data []byte, readFile func(name string) ([]byte, error)) (*Docume
 			p.Validate.InVMValidations = append(p.Validate.InVMValidations, shellStep(&f, fmt.Sprintf("validate.shell[%d]", i), sh, readFile))
 		}
 	}
+	var decls []DeclaredDefinition
 	for i, d := range y.Distribute {
 		at := fmt.Sprintf("distribute[%d]", i)
+		if dd := d.Definition; dd != nil {
+			props := map[string]any{"identifier": map[string]any{"publisher": dd.Publisher, "offer": dd.Offer, "sku": dd.SKU},
+				"osType": orDefault(dd.OSType, "Linux"), "osState": orDefault(dd.OSState, "Generalized")}
+			if dd.Description != "" {
+				props["description"] = dd.Description
+			}
+			decls = append(decls, DeclaredDefinition{ID: strings.TrimRight(d.Gallery, "/"), Properties: props})
+		}
 		out := Distributor{Type: "SharedImage", GalleryImageID: d.Gallery, TargetRegions: d.TargetRegions, ExcludeFromLatest: d.ExcludeFromLatest, RunOutputName: d.RunOutputName, ArtifactTags: d.Tags}
 		switch v := strings.ToLower(d.Version); {
 		case v == "" || v == "next-patch":
@@ -224,7 +254,7 @@ func ParseYAML(data []byte, readFile func(name string) ([]byte, error)) (*Docume
 	if len(f) > 0 {
 		return nil, resource.Join(resource.CodeInvalidRequestContent, "the template is invalid", yamlPaths(f))
 	}
-	return &Document{ID: y.ID, Location: y.Location, Properties: checked}, nil
+	return &Document{ID: y.ID, Location: y.Location, Properties: checked, Definitions: decls}, nil
 }
 
 // yamlPaths names the YAML's own fields where the JSON model's differ, so an error points

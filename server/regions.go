@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/gildhq/gild/atomicfile"
@@ -69,4 +70,22 @@ func loadShareKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("write share key: %w", err)
 	}
 	return key, nil
+}
+
+// findAgent returns the gild-agent to install into images: the one given, else one beside
+// the running program, else one in PATH; "" when there is none.
+func findAgent(given string) string {
+	if given != "" {
+		return given
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "gild-agent")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("gild-agent"); err == nil {
+		return p
+	}
+	return ""
 }

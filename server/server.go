@@ -20,6 +20,7 @@ import (
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/policy"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
@@ -49,6 +50,11 @@ type Config struct {
 	// VerifyInterval is how often every image replica is read back and checked; 0 means
 	// daily, negative never.
 	VerifyInterval time.Duration
+	// AgentBinary is the gild-agent that image builds install; empty looks beside the
+	// running program, then in PATH.
+	AgentBinary string
+	// Accel forces image validation VMs onto "kvm" or "tcg"; empty probes the host.
+	Accel string
 }
 
 // ShareKeyFile is the name, in the data directory, of the key that signs share links.
@@ -127,6 +133,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := images.Load(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	builds, err := pipeline.New(st, controlplane.SystemWriter{Service: cp}, pipeline.Options{Dir: filepath.Join(dataDir, "runs"), Logger: log})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	agentBinary := findAgent(cfg.AgentBinary)
+	if agentBinary == "" {
+		log.Warn("gild-agent was not found beside gild or in PATH; image builds cannot install it or validate images (see --agent)")
+	}
+	imageBuilder := &pipeline.Builder{CacheDir: filepath.Join(dataDir, "cache", "rootfs"), AgentBinary: agentBinary, SourcesRoot: "/",
+		Accel: cfg.Accel, Gallery: images, Store: st, Writer: controlplane.SystemWriter{Service: cp}}
+	builds.SetSteps(imageBuilder.Steps)
 	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log, Enrichers: []compliance.Enricher{images.Enrich}})
 	policies, err := compliance.NewService(ctx, engine, st, cp.Tree)
 	if err != nil {
@@ -136,7 +153,10 @@ func Run(ctx context.Context, cfg Config) error {
 	images.SetReevaluate(policies.Enqueue)
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	// The gallery goes first: it fills in a VM's exact image version for policies to see.
-	cp.SetHooks(controlplane.Chain(images, policies))
+	cp.SetHooks(controlplane.Chain(images, builds, policies))
+	if err := builds.Recover(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
 	made, err := cp.Bootstrap(ctx, func(secret string) error { return atomicfile.Write(tokenPath, []byte(secret+"\n"), 0o600) })
 	if err != nil {
@@ -147,7 +167,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images}),
+		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -176,6 +196,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("serve: shut down: %w", err)
 	}
+	// Runs still going are cancelled with runCtx; their cleanups unmount and kill QEMU.
+	builds.CancelAll()
+	builds.Wait()
 	log.Info("gild stopped")
 	return nil
 }
