@@ -310,8 +310,10 @@ func (s *System) attempt(ctx context.Context, spec BootSpec, fw Firmware, accel 
 			if !done {
 				done = true
 				s.Runner.Logf("qemu", "the guest is done; powering it off")
-				if q == nil || q.powerdown() != nil {
-					kill(nil)
+				if q == nil {
+					kill(errors.New("no QMP to power the guest off"))
+				} else if err := q.powerdown(); err != nil {
+					kill(err)
 				} else {
 					stopping = time.After(spec.PowerOffTimeout)
 				}
@@ -321,6 +323,8 @@ func (s *System) attempt(ctx context.Context, spec BootSpec, fw Firmware, accel 
 		}
 	}
 
+	// Nil once the VM is killed for it: a closed channel would fire on every turn.
+	cancelled := ctx.Done()
 loop:
 	for {
 		select {
@@ -357,7 +361,8 @@ loop:
 			} else {
 				kill(fmt.Errorf("no %s within %s", spec.DoneLine, spec.Timeout))
 			}
-		case <-ctx.Done():
+		case <-cancelled:
+			cancelled = nil
 			kill(ctx.Err())
 		case <-p.Done():
 			break loop

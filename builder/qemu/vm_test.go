@@ -189,6 +189,9 @@ func TestBootCancelKillsByPID(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("error %v should wrap the context's", err)
 	}
+	if n := strings.Count(log.String(), "killing QEMU"); n != 1 {
+		t.Errorf("killed %d times, want once:\n%s", n, log)
+	}
 	assertNoProcess(t, log.String())
 }
 
