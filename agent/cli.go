@@ -124,7 +124,7 @@ func exitStatus(c check.Counts) int {
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer, sysRoot string) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	checksPath := fs.String("checks", "", "the check set (JSON)")
-	outPath := fs.String("out", "", "where to write the results (default: the org.gild.results virtio port, else standard output)")
+	outPath := fs.String("out", "", "where to write the results, - for standard output (default: the org.gild.results virtio port, else standard output)")
 	if status, done := parseFlags(fs, args, stdout, stderr); done {
 		return status
 	}
@@ -140,6 +140,9 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer, s
 	}
 	var out io.Writer = stdout
 	var file *os.File
+	if dest == "-" { // standard output, as a caller that opened the port itself asks
+		dest = ""
+	}
 	if dest != "" {
 		var err error
 		if file, err = os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {

@@ -141,7 +141,12 @@ is 0 when the run succeeded and 1 otherwise.`,
 
 // followRun prints a run's log as it grows, then how the run ended.
 func (a *app) followRun(ctx context.Context, c *Client, runID string) error {
-	if err := a.printLog(ctx, c, runID, "run.log", true); err != nil {
+	// With -o json, standard output carries the result alone; the log goes to stderr.
+	logTo := a.env.Stdout
+	if a.output == outputJSON {
+		logTo = a.env.Stderr
+	}
+	if err := a.printLog(ctx, c, runID, "run.log", true, logTo); err != nil {
 		fmt.Fprintf(a.env.Stderr, "warning: the log stream broke off: %v\n", err)
 	}
 	// The stream ends with the run; the run's final state is written just after.
@@ -218,7 +223,7 @@ func (a *app) ensureDefinition(ctx context.Context, c *Client, d pipeline.Declar
 	return nil
 }
 
-func (a *app) printLog(ctx context.Context, c *Client, runID, name string, follow bool) error {
+func (a *app) printLog(ctx context.Context, c *Client, runID, name string, follow bool, w io.Writer) error {
 	q := map[string][]string{"name": {name}}
 	if follow {
 		q["follow"] = []string{"true"}
@@ -231,7 +236,7 @@ func (a *app) printLog(ctx context.Context, c *Client, runID, name string, follo
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fmt.Fprintln(a.env.Stdout, sc.Text())
+		fmt.Fprintln(w, sc.Text())
 	}
 	if err := sc.Err(); err != nil && err != io.EOF {
 		return err
@@ -352,7 +357,7 @@ func (a *app) imageLogsCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return a.printLog(cmd.Context(), c, id.String(), name, follow)
+		return a.printLog(cmd.Context(), c, id.String(), name, follow, a.env.Stdout)
 	})
 	return cmd
 }

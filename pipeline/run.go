@@ -140,7 +140,7 @@ func OpenLog(path string, now func() time.Time) (*Log, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Log{f: f, now: now}, nil
+	return &Log{f: f, now: now, step: "run"}, nil
 }
 
 // Close closes the file.
