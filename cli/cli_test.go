@@ -29,20 +29,22 @@ type harness struct {
 	env       map[string]string
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, configure ...func(*server.Config)) *harness {
 	t.Helper()
 	dataDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- server.Run(ctx, server.Config{
-			DataDir: dataDir,
-			Addr:    "127.0.0.1:0",
-			Logger:  slog.New(slog.DiscardHandler),
-			Ready:   func(addr string) { ready <- addr },
-		})
-	}()
+	cfg := server.Config{
+		DataDir: dataDir,
+		Addr:    "127.0.0.1:0",
+		Logger:  slog.New(slog.DiscardHandler),
+		Ready:   func(addr string) { ready <- addr },
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	go func() { done <- server.Run(ctx, cfg) }()
 	var addr string
 	select {
 	case addr = <-ready:

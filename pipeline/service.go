@@ -415,6 +415,9 @@ func (s *Service) Recover(ctx context.Context) error {
 		if err != nil || s.Running(id) {
 			continue
 		}
+		for _, msg := range clearLeftovers(ctx, s.RunDir(id)) {
+			s.log.Warn("pipeline: after a stopped run", "run", id.String(), "did", msg)
+		}
 		s.end(ctx, id.Parent(), id, StateFailed, "", "the server stopped during the run; start it again", nil, []string{"run.log"})
 	}
 	return nil

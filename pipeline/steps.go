@@ -595,7 +595,7 @@ func (s *validateStep) Run(ctx context.Context, b *Build) (err error) {
 	}
 	defer os.RemoveAll(vmDir)
 	sys := &qemu.System{Runner: s.w.runner, Img: &qemu.QemuImg{Runner: s.w.runner}}
-	res, err := sys.Boot(ctx, qemu.BootSpec{Name: "validate-" + filepath.Base(b.Dir), Image: b.Image, WorkDir: vmDir,
+	res, err := sys.Boot(ctx, qemu.BootSpec{Name: vmName(b.Dir), Image: b.Image, WorkDir: vmDir,
 		Accel: s.w.bd.Accel, Timeout: time.Duration(v.MaxBootSeconds)*time.Second + 5*time.Minute})
 	if res != nil && res.ConsoleLog != "" {
 		if data, rerr := os.ReadFile(res.ConsoleLog); rerr == nil {

@@ -55,6 +55,8 @@ type Config struct {
 	AgentBinary string
 	// Accel forces image validation VMs onto "kvm" or "tcg"; empty probes the host.
 	Accel string
+	// CacheDir keeps base root filesystems between builds; empty means DataDir/cache.
+	CacheDir string
 }
 
 // ShareKeyFile is the name, in the data directory, of the key that signs share links.
@@ -141,7 +143,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if agentBinary == "" {
 		log.Warn("gild-agent was not found beside gild or in PATH; image builds cannot install it or validate images (see --agent)")
 	}
-	imageBuilder := &pipeline.Builder{CacheDir: filepath.Join(dataDir, "cache", "rootfs"), AgentBinary: agentBinary, SourcesRoot: "/",
+	cacheDir := cfg.CacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(dataDir, "cache")
+	}
+	imageBuilder := &pipeline.Builder{CacheDir: filepath.Join(cacheDir, "rootfs"), AgentBinary: agentBinary, SourcesRoot: "/",
 		Accel: cfg.Accel, Gallery: images, Store: st, Writer: controlplane.SystemWriter{Service: cp}}
 	builds.SetSteps(imageBuilder.Steps)
 	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log, Enrichers: []compliance.Enricher{images.Enrich}})

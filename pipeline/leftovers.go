@@ -1,0 +1,49 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/gildhq/gild/builder"
+)
+
+// vmName is the name a run's validation VM carries (QEMU's -name gild-<vmName>), so that
+// a server starting after a crash can find the VMs its dead runs left running.
+func vmName(runDir string) string { return "validate-" + filepath.Base(runDir) }
+
+// clearLeftovers undoes what a run killed with its server left behind: the validation VM
+// still running, and the chroot's mounts under the run's directory.
+func clearLeftovers(ctx context.Context, runDir string) []string {
+	var done []string
+	want := []byte("gild-" + vmName(runDir))
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(cmdline, append(append([]byte{0}, want...), 0)) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			done = append(done, fmt.Sprintf("killed the validation VM left running (pid %d)", pid))
+		}
+	}
+	mounts, _ := builder.MountsUnder(runDir)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		// Lazily: a process of the dead run may still hold it.
+		if out, err := exec.CommandContext(ctx, "umount", "-l", mounts[i]).CombinedOutput(); err != nil {
+			done = append(done, fmt.Sprintf("could not unmount %s: %v: %s", mounts[i], err, bytes.TrimSpace(out)))
+			continue
+		}
+		done = append(done, "unmounted "+mounts[i])
+	}
+	return done
+}
