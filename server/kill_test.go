@@ -32,6 +32,13 @@ const childEnv = "GILD_SERVER_TEST_CHILD_DATA"
 // specs (Config.Regions); unset, the child has the default region.
 const childRegionsEnv = "GILD_SERVER_TEST_CHILD_REGIONS"
 
+// childAgentEnv and childCacheEnv, when set, give the child's Config.AgentBinary and
+// Config.CacheDir; unset, the child has the defaults.
+const (
+	childAgentEnv = "GILD_SERVER_TEST_CHILD_AGENT"
+	childCacheEnv = "GILD_SERVER_TEST_CHILD_CACHE"
+)
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -40,7 +47,8 @@ func TestMain(m *testing.M) {
 		if specs := os.Getenv(childRegionsEnv); specs != "" {
 			regions = strings.Split(specs, ",")
 		}
-		err := Run(ctx, Config{DataDir: dir, Addr: "127.0.0.1:0", Regions: regions, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		err := Run(ctx, Config{DataDir: dir, Addr: "127.0.0.1:0", Regions: regions,
+			AgentBinary: os.Getenv(childAgentEnv), CacheDir: os.Getenv(childCacheEnv), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready: func(addr string) { fmt.Printf("READY %s\n", addr) }})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
