@@ -8,10 +8,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/gildhq/gild/builder"
 )
+
+// vmDir is where a run's validation VM keeps its overlay, firmware variables and sockets:
+// outside the run directory, because QEMU's socket paths must stay short, but named after
+// it so that a server starting after a crash finds it.
+func vmDir(runDir string) string {
+	return filepath.Join(os.TempDir(), "gild-vm-"+filepath.Base(runDir))
+}
 
 // vmName is the name a run's validation VM carries (QEMU's -name gild-<vmName>), so that
 // a server starting after a crash can find the VMs its dead runs left running.
@@ -36,6 +44,21 @@ func clearLeftovers(ctx context.Context, runDir string) []string {
 			done = append(done, fmt.Sprintf("killed the validation VM left running (pid %d)", pid))
 		}
 	}
+	// Commands a customizer started in the chroot outlive the server that started them.
+	for _, p := range procs {
+		dir := filepath.Dir(p)
+		root, err := os.Readlink(filepath.Join(dir, "root"))
+		if err != nil || (root != runDir && !strings.HasPrefix(root, runDir+"/")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			done = append(done, fmt.Sprintf("killed a process left in the run's chroot (pid %d)", pid))
+		}
+	}
 	mounts, _ := builder.MountsUnder(runDir)
 	for i := len(mounts) - 1; i >= 0; i-- {
 		// Lazily: a process of the dead run may still hold it.
@@ -44,6 +67,21 @@ func clearLeftovers(ctx context.Context, runDir string) []string {
 			continue
 		}
 		done = append(done, "unmounted "+mounts[i])
+	}
+	// The work files go; the logs stay for whoever looks into the failure.
+	if err := os.RemoveAll(vmDir(runDir)); err != nil {
+		done = append(done, fmt.Sprintf("could not remove %s: %v", vmDir(runDir), err))
+	}
+	entries, _ := os.ReadDir(runDir)
+	for _, e := range entries {
+		if n := e.Name(); n == "run.log" || n == "console.log" || n == "results.json" || n == "junit.xml" {
+			continue
+		}
+		if err := builder.RemoveTree(filepath.Join(runDir, e.Name())); err != nil {
+			done = append(done, fmt.Sprintf("could not remove %s: %v", e.Name(), err))
+			continue
+		}
+		done = append(done, "removed "+e.Name())
 	}
 	return done
 }

@@ -201,15 +201,27 @@ func (s *Service) Start(ctx context.Context, tmpl resource.ID) (*resource.Resour
 	s.running[strings.ToLower(runID.String())] = cancel
 	s.mu.Unlock()
 
+	// The log exists before the run is announced, so a client may follow it at once.
+	dir := s.RunDir(runID)
+	var log *Log
+	err = os.MkdirAll(dir, 0o700)
+	if err == nil {
+		log, err = OpenLog(filepath.Join(dir, "run.log"), s.now)
+	}
+	if err != nil {
+		s.finish(runID, cancel)
+		return nil, fmt.Errorf("pipeline: start a run: %w", err)
+	}
 	props := RunProperties{RunState: StateRunning, RunSubState: SubQueued, StartTime: &now, TemplateDigest: Digest(p), Steps: []StepStatus{}}
 	run := &resource.Resource{ID: runID.String(), Name: name, Type: TypeRun, Properties: mustJSON(props)}
 	if err := s.writer.Put(withInternal(ctx), run); err != nil {
+		log.Close()
 		s.finish(runID, cancel)
 		return nil, err
 	}
 	s.setLastRun(ctx, tmpl, RunStatus{StartTime: &now, RunState: StateRunning, RunSubState: SubQueued})
 	s.wg.Add(1)
-	go s.build(runCtx, cancel, tmpl, runID, p)
+	go s.build(runCtx, cancel, tmpl, runID, p, log)
 	stored, err := s.store.Get(ctx, runID)
 	if err != nil {
 		return run, nil
@@ -254,21 +266,12 @@ func (s *Service) Running(id resource.ID) bool {
 	return ok
 }
 
-func (s *Service) build(ctx context.Context, cancel context.CancelFunc, tmpl, runID resource.ID, p *TemplateProperties) {
+func (s *Service) build(ctx context.Context, cancel context.CancelFunc, tmpl, runID resource.ID, p *TemplateProperties, log *Log) {
 	defer s.wg.Done()
 	defer s.finish(runID, cancel)
+	defer log.Close()
 	bg := context.Background()
 	dir := s.RunDir(runID)
-	var log *Log
-	err := os.MkdirAll(dir, 0o700)
-	if err == nil {
-		log, err = OpenLog(filepath.Join(dir, "run.log"), s.now)
-	}
-	if err != nil {
-		s.end(bg, tmpl, runID, StateFailed, "", fmt.Sprintf("the run could not start: %v", err), nil, nil)
-		return
-	}
-	defer log.Close()
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -279,7 +282,7 @@ func (s *Service) build(ctx context.Context, cancel context.CancelFunc, tmpl, ru
 	b := &Build{RunID: runID.String(), TemplateID: tmpl.String(), Template: p, Dir: dir, Log: log}
 	log.Printf("run %s of %s", runID.Name(), tmpl)
 	rec := &runRecorder{s: s, id: runID, tmpl: tmpl}
-	err = Execute(ctx, b, s.opts.Steps(b), rec, s.now)
+	err := Execute(ctx, b, s.opts.Steps(b), rec, s.now)
 	kept := []string{"run.log"}
 	if _, e := os.Stat(filepath.Join(dir, "console.log")); e == nil {
 		kept = append(kept, "console.log")
@@ -326,6 +329,18 @@ func (s *Service) end(ctx context.Context, tmpl, runID resource.ID, state, step,
 	err := s.updateRun(ctx, runID, func(p *RunProperties) {
 		p.RunState, p.RunSubState, p.Message, p.EndTime = state, "", msg, &now
 		p.FailedStep, p.FailedChecks, p.Kept = step, checks, kept
+		// A step a dead server left Running ended with the run.
+		for i := range p.Steps {
+			if st := &p.Steps[i]; st.State == StateRunning {
+				st.State, st.EndTime = state, &now
+				if st.StartTime != nil {
+					st.DurationSec = now.Sub(*st.StartTime).Seconds()
+				}
+				if p.FailedStep == "" {
+					p.FailedStep = st.Name
+				}
+			}
+		}
 		if b != nil {
 			if b.Source != (ResolvedSource{}) {
 				src := b.Source

@@ -589,13 +589,13 @@ func (s *validateStep) Run(ctx context.Context, b *Build) (err error) {
 			b.Keep = true
 		}
 	}()
-	vmDir, err := os.MkdirTemp("", "gild-vm-") // short: QEMU's socket paths
-	if err != nil {
+	vmWork := vmDir(b.Dir)
+	if err := os.MkdirAll(vmWork, 0o700); err != nil {
 		return err
 	}
-	defer os.RemoveAll(vmDir)
+	defer os.RemoveAll(vmWork)
 	sys := &qemu.System{Runner: s.w.runner, Img: &qemu.QemuImg{Runner: s.w.runner}}
-	res, err := sys.Boot(ctx, qemu.BootSpec{Name: vmName(b.Dir), Image: b.Image, WorkDir: vmDir,
+	res, err := sys.Boot(ctx, qemu.BootSpec{Name: vmName(b.Dir), Image: b.Image, WorkDir: vmWork,
 		Accel: s.w.bd.Accel, Timeout: time.Duration(v.MaxBootSeconds)*time.Second + 5*time.Minute})
 	if res != nil && res.ConsoleLog != "" {
 		if data, rerr := os.ReadFile(res.ConsoleLog); rerr == nil {
