@@ -242,7 +242,6 @@ func readFromImage(t *testing.T, qcow2, path string) []byte {
 	return nil
 }
 
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
