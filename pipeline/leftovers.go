@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gildhq/gild/builder"
 )
@@ -44,20 +45,33 @@ func clearLeftovers(ctx context.Context, runDir string) []string {
 			done = append(done, fmt.Sprintf("killed the validation VM left running (pid %d)", pid))
 		}
 	}
-	// Commands a customizer started in the chroot outlive the server that started them.
-	for _, p := range procs {
-		dir := filepath.Dir(p)
-		root, err := os.Readlink(filepath.Join(dir, "root"))
-		if err != nil || (root != runDir && !strings.HasPrefix(root, runDir+"/")) {
-			continue
+	// Commands a customizer started in the chroot outlive the server that started them,
+	// and may start more while they are being killed (apt's methods): kill each one's
+	// whole process group, and look again until none is left.
+	for range 20 {
+		found := false
+		procs, _ := filepath.Glob("/proc/[0-9]*/root")
+		for _, p := range procs {
+			root, err := os.Readlink(p)
+			if err != nil || (root != runDir && !strings.HasPrefix(root, runDir+"/")) {
+				continue
+			}
+			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			found = true
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid != syscall.Getpgrp() {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				done = append(done, fmt.Sprintf("killed a process left in the run's chroot (pid %d)", pid))
+			}
 		}
-		pid, err := strconv.Atoi(filepath.Base(dir))
-		if err != nil || pid == os.Getpid() {
-			continue
+		if !found {
+			break
 		}
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			done = append(done, fmt.Sprintf("killed a process left in the run's chroot (pid %d)", pid))
-		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	mounts, _ := builder.MountsUnder(runDir)
 	for i := len(mounts) - 1; i >= 0; i-- {

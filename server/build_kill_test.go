@@ -560,13 +560,16 @@ func killBuild(t *testing.T, subState string, ready func(t *testing.T, r *buildR
 	if m := mountsUnder(t, r.dir); len(m) > 0 {
 		t.Errorf("after the restart the killed run's mounts are still there: %s", strings.Join(m, ", "))
 	} else {
+		// The run's logs stay; its work files (root filesystem, disk) must not.
 		for _, b := range r.runDirs() {
-			t.Logf("note: the killed run's directory is still there after the restart: %s, %d MB", b, treeSize(filepath.Join(r.dir, "runs", b))>>20)
+			if mb := treeSize(filepath.Join(r.dir, "runs", b)) >> 20; mb > 10 {
+				t.Errorf("the killed run's directory %s still holds %d MB after the restart", b, mb)
+			}
 		}
 	}
 	for _, q := range inChroot {
 		if syscall.Kill(q.pid, 0) == nil {
-			t.Logf("note: pid %d, in the killed run's chroot, still runs after the restart: %s", q.pid, q.describe())
+			t.Errorf("pid %d, in the killed run's chroot, still runs after the restart: %s", q.pid, q.describe())
 		}
 	}
 	if v := r.versions(t, c2); len(v) > 0 {
