@@ -244,7 +244,8 @@ Try:
   bin/gild compliance list / --state NonCompliant
   bin/gild compliance history /
   bin/gild image versions /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened
-  bin/gild image pull /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened@latest -o /tmp/debian.raw
+  bin/gild image pull /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened@latest -o /tmp/debian.qcow2
+  bin/gild image runs /subscriptions/platform/resourceGroups/images/providers/Microsoft.VirtualMachineImages/imageTemplates/debian-12-hardened
   bin/gild policy validate /path/to/azure-policy/definitions
   GILD_TOKEN=\$(cat .data/demo/payments-reader.token) bin/gild list /     # the payments team sees only its own
   curl -H "Authorization: Bearer \$(cat .data/demo/admin.token)" '$url/subscriptions?api-version=$api_version'
