@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -355,4 +357,100 @@ func qemuRunning(name string) bool {
 		}
 	}
 	return false
+}
+
+// TestBuildLayeredAndURLSources builds on top of a published gallery version (a layered
+// image, keeping its parent's checks), and from a disk at a URL vouched for by a sums file.
+func TestBuildLayeredAndURLSources(t *testing.T) {
+	requireBuilds(t)
+	h := newBuildHarness(t)
+	base, r := h.build(t, exampleDir+"/template.yaml")
+	if r.code != 0 {
+		t.Fatalf("the base build: %s", r)
+	}
+	dir := t.TempDir()
+	const def = "/subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/"
+	layered := `
+id: /subscriptions/platform/resourceGroups/images/providers/Microsoft.VirtualMachineImages/imageTemplates/web
+source: {image: ` + def + `debian-12-hardened}
+customize:
+  - shell: {name: web-marker, inline: ["echo web > /etc/gild-layer"]}
+validate:
+  maxBootSeconds: 150
+  checks:
+    - {name: layer, kind: file, path: /etc/gild-layer, contains: web}
+distribute:
+  - gallery: ` + def + `web
+    definition: {publisher: Contoso, offer: debian-12, sku: web}
+`
+	if err := os.WriteFile(filepath.Join(dir, "layered.yaml"), []byte(layered), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, r := h.build(t, filepath.Join(dir, "layered.yaml"))
+	if r.code != 0 || !strings.HasSuffix(out.VersionID, "/images/web/versions/1.0.0") {
+		t.Fatalf("the layered build: %s", r)
+	}
+	disk := filepath.Join(dir, "web.qcow2")
+	h.ok("", "image", "pull", out.VersionID, "-o", disk)
+	if got := readFromImage(t, disk, "/etc/gild-layer"); string(got) != "web\n" {
+		t.Errorf("the layer's file: %q", got)
+	}
+	if motd := readFromImage(t, disk, "/etc/motd"); !bytes.Contains(motd, []byte("Contoso")) {
+		t.Errorf("the base's motd is not in the layered image: %q", motd)
+	}
+	checks := readFromImage(t, disk, "/etc/gild/checks.json")
+	for _, name := range []string{`"layer"`, `"sshd-no-root-login"`} {
+		if !bytes.Contains(checks, []byte(name)) {
+			t.Errorf("the layered image's checks lack %s: %s", name, checks)
+		}
+	}
+	tattoo := readFromImage(t, disk, "/etc/gild/tattoo.json")
+	if !bytes.Contains(tattoo, []byte(`"sourceImageId": "`+base.VersionID+`"`)) || !bytes.Contains(tattoo, []byte(`"sourceOffer": "debian-12"`)) {
+		t.Errorf("the layered image's tattoo does not name its parent: %s", tattoo)
+	}
+	v := h.ok("", "get", out.VersionID, "-o", "json")
+	if !strings.Contains(v.stdout, base.VersionID) {
+		t.Errorf("the version does not record its parent: %s", v.stdout)
+	}
+
+	// The layered disk, served from a folder with its SHA256SUMS, as a URL source.
+	data, err := os.ReadFile(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsum := sha256Hex(data)
+	if err := os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(hsum+"  web.qcow2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromURL := `
+id: /subscriptions/platform/resourceGroups/images/providers/Microsoft.VirtualMachineImages/imageTemplates/from-url
+source: {url: "file://` + disk + `", checksums: "file://` + filepath.Join(dir, "SHA256SUMS") + `"}
+validate:
+  maxBootSeconds: 150
+  checks:
+    - {name: layer, kind: file, path: /etc/gild-layer, contains: web}
+distribute:
+  - gallery: ` + def + `from-url
+    definition: {publisher: Contoso, offer: debian-12, sku: from-url}
+`
+	if err := os.WriteFile(filepath.Join(dir, "url.yaml"), []byte(fromURL), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, r = h.build(t, filepath.Join(dir, "url.yaml"))
+	if r.code != 0 || !strings.HasSuffix(out.VersionID, "/images/from-url/versions/1.0.0") {
+		t.Fatalf("the URL build: %s", r)
+	}
+	// A sums file that does not vouch for the bytes stops the run at its source.
+	if err := os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Repeat("0", 64)+"  web.qcow2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, r = h.build(t, filepath.Join(dir, "url.yaml"))
+	if r.code == 0 || out.Properties.FailedStep != "source" || !strings.Contains(out.Properties.Message, "sha256") {
+		t.Fatalf("a disk its sums file does not vouch for: %s", r)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

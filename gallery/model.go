@@ -197,6 +197,8 @@ type MarketplaceImage struct {
 type Source struct {
 	ID          string            `json:"id,omitempty"`
 	Marketplace *MarketplaceImage `json:"marketplaceImage,omitempty"`
+	// URI is a disk image the version was built from, as Azure's storageProfile.source.uri.
+	URI string `json:"uri,omitempty"`
 }
 
 // StorageProfile holds the version's disk.
@@ -446,9 +448,15 @@ func ParseVersionProperties(raw json.RawMessage, regions func(string) bool) (*Ve
 		d.Format = oneOf(&f, "properties.storageProfile.osDiskImage.format", d.Format, "qcow2", "raw")
 	}
 	if s := p.StorageProfile.Source; s != nil {
+		n := 0
+		for _, set := range []bool{s.ID != "", s.Marketplace != nil, s.URI != ""} {
+			if set {
+				n++
+			}
+		}
 		switch {
-		case s.ID != "" && s.Marketplace != nil:
-			f.add("properties.storageProfile.source", "give either id (an image version) or marketplaceImage, not both")
+		case n > 1:
+			f.add("properties.storageProfile.source", "give one of id (an image version), marketplaceImage or uri")
 		case s.ID != "":
 			id, err := resource.Parse(s.ID)
 			if err != nil || !strings.EqualFold(id.Type(), TypeVersion) {

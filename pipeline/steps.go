@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"path"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -126,9 +129,192 @@ func (s *sourceStep) Run(ctx context.Context, b *Build) error {
 		}
 		b.Log.Printf("base %s/%s/%s version %s%s", src.Publisher, src.Offer, src.SKU, root.Version, cached)
 		return nil
-	default:
-		return fmt.Errorf("building from a %s source is not supported yet; use PlatformImage Debian/debian-12/12", src.Type)
+	case SourceSharedImageVersion:
+		return s.fromGallery(ctx, b)
+	case SourceURL:
+		return s.fromURL(ctx, b)
 	}
+	return fmt.Errorf("unknown source type %q", src.Type)
+}
+
+// fromGallery starts from a gallery image version (a layered image): its disk is pulled,
+// checked against the version's SHA-256, and its root filesystem taken as the base.
+func (s *sourceStep) fromGallery(ctx context.Context, b *Build) error {
+	bd := s.w.bd
+	id, err := resource.Parse(b.Template.Source.ImageVersionID)
+	if err != nil {
+		return err
+	}
+	def, ref := id, "latest"
+	if strings.EqualFold(id.Type(), gallery.TypeVersion) {
+		def, ref = id.Parent(), id.Name()
+	}
+	res, err := bd.Gallery.Resolve(ctx, def, ref, "")
+	if err != nil {
+		return err
+	}
+	vid, _ := resource.Parse(res.ID)
+	dl, err := bd.Gallery.Open(ctx, vid, "")
+	if err != nil {
+		return err
+	}
+	defer dl.Close()
+	base := filepath.Join(b.Dir, "base."+res.Format)
+	if err := saveChecked(dl, base, "sha256", res.SHA256); err != nil {
+		return fmt.Errorf("pull %s: %w", res.ID, err)
+	}
+	b.Log.Printf("pulled %s (%s, sha256 %s) from region %s", res.ID, res.Format, res.SHA256, dl.Region)
+	if err := s.extract(ctx, b, base, res.Format); err != nil {
+		return err
+	}
+	b.Source = ResolvedSource{ID: res.ID, Version: res.Version, SHA256: res.SHA256}
+	if t, err := os.ReadFile(filepath.Join(b.Rootfs, "etc/gild/tattoo.json")); err == nil {
+		var parent Tattoo
+		if json.Unmarshal(t, &parent) == nil { // a layered image keeps its marketplace lineage
+			b.Source.Publisher, b.Source.Offer, b.Source.SKU = parent.SourcePublisher, parent.SourceOffer, parent.SourceSKU
+		}
+	}
+	return nil
+}
+
+// fromURL starts from a disk image at a URL, trusted only once its checksum matches the
+// one given inline or in the sums file next to it.
+func (s *sourceStep) fromURL(ctx context.Context, b *Build) error {
+	src := b.Template.Source
+	algo, want := "", ""
+	if src.Checksum != "" {
+		algo, want, _ = ParseChecksum(src.Checksum)
+	} else {
+		sums, err := s.w.fetch(ctx, src.ChecksumURL, 4<<20)
+		if err != nil {
+			return fmt.Errorf("the sums file: %w", err)
+		}
+		defer sums.Close()
+		data, err := io.ReadAll(sums)
+		if err != nil {
+			return fmt.Errorf("the sums file: %w", err)
+		}
+		if algo, want, err = FindSum(data, src.URL); err != nil {
+			return fmt.Errorf("the sums file %s: %w", src.ChecksumURL, err)
+		}
+	}
+	body, err := s.w.fetch(ctx, src.URL, 0)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	base := filepath.Join(b.Dir, "base."+src.Format)
+	if err := saveChecked(body, base, algo, want); err != nil {
+		return fmt.Errorf("download %s: %w", src.URL, err)
+	}
+	b.Log.Printf("downloaded %s (%s %s verified)", src.URL, algo, want)
+	if err := s.extract(ctx, b, base, src.Format); err != nil {
+		return err
+	}
+	b.Source = ResolvedSource{URL: src.URL}
+	if algo == "sha256" {
+		b.Source.SHA256 = want
+	}
+	return nil
+}
+
+// extract turns a downloaded disk into the run's root filesystem.
+func (s *sourceStep) extract(ctx context.Context, b *Build, disk_, format string) error {
+	raw := disk_
+	if format == "qcow2" {
+		raw = strings.TrimSuffix(disk_, ".qcow2") + ".raw"
+		if err := s.w.runner.Run(ctx, builder.Command{Path: "qemu-img", Args: []string{"convert", "-f", "qcow2", "-O", "raw", disk_, raw}}); err != nil {
+			return err
+		}
+		_ = os.Remove(disk_)
+	}
+	defer os.Remove(raw)
+	b.Rootfs = filepath.Join(b.Dir, "rootfs")
+	return disk.ExtractRootfs(ctx, s.w.runner, disk.SystemMounter{Runner: s.w.runner}, raw, b.Rootfs)
+}
+
+// fetch opens an http(s):// or file:// URL.
+func (w *work) fetch(ctx context.Context, raw string, limit int64) (io.ReadCloser, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "file" {
+		return os.Open(u.Path)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	client := w.bd.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", raw, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("download %s: %s", raw, resp.Status)
+	}
+	if limit > 0 {
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(resp.Body, limit), resp.Body}, nil
+	}
+	return resp.Body, nil
+}
+
+// FindSum finds the checksum of the file at fileURL in a SHA256SUMS or SHA512SUMS style
+// file ("HEX  NAME" or "HEX *NAME" lines); the algorithm follows from the length.
+func FindSum(sums []byte, fileURL string) (algo, hexSum string, err error) {
+	name := path.Base(fileURL)
+	if u, err := url.Parse(fileURL); err == nil {
+		name = path.Base(u.Path)
+	}
+	for _, line := range strings.Split(string(sums), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || strings.TrimPrefix(path.Base(strings.TrimPrefix(f[1], "*")), "./") != name {
+			continue
+		}
+		switch len(f[0]) {
+		case 64:
+			return ParseChecksumParts("sha256", f[0])
+		case 128:
+			return ParseChecksumParts("sha512", f[0])
+		}
+	}
+	return "", "", fmt.Errorf("it lists no SHA-256 or SHA-512 for %s", name)
+}
+
+// ParseChecksumParts checks a hex sum of the named algorithm.
+func ParseChecksumParts(algo, hexSum string) (string, string, error) {
+	return ParseChecksum(algo + ":" + hexSum)
+}
+
+// saveChecked writes r to path, hashing it on the way, and removes it if the sum differs.
+func saveChecked(r io.Reader, path, algo, want string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	if algo == "sha512" {
+		h = sha512.New()
+	}
+	_, err = io.Copy(io.MultiWriter(f, h), r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != strings.ToLower(want) {
+		err = fmt.Errorf("its %s is %s, not the %s it should be", algo, hex.EncodeToString(h.Sum(nil)), want)
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 func (s *sourceStep) Cleanup(b *Build) {
@@ -337,10 +523,30 @@ func (s *tattooStep) Run(ctx context.Context, b *Build) error {
 	if err := os.MkdirAll(filepath.Join(root, "etc/gild"), 0o755); err != nil {
 		return err
 	}
-	// The checks: the template's, with its Shell validations as command checks.
+	// The checks: the template's, with its Shell validations as command checks, and, in a
+	// layered image, the parent's that this template does not redefine, so the baseline
+	// machine configuration measures grows with each layer.
 	set, err := validationChecks(b.Template.Validate)
 	if err != nil {
 		return err
+	}
+	if parent, err := os.ReadFile(filepath.Join(root, "etc/gild/checks.json")); err == nil {
+		if ps, err := check.Parse(parent); err == nil {
+			mine := map[string]bool{}
+			for _, c := range set.Checks() {
+				mine[c.Name] = true
+			}
+			merged := set.Checks()
+			for _, c := range ps.Checks() {
+				if !mine[c.Name] {
+					merged = append(merged, c)
+				}
+			}
+			if set, err = check.NewSet(merged); err != nil {
+				return err
+			}
+			b.Log.Printf("kept %d checks of the parent image", len(merged)-len(mine))
+		}
 	}
 	raw, err := json.MarshalIndent(set, "", "  ")
 	if err != nil {
@@ -715,9 +921,12 @@ func (s *distributeStep) publish(ctx context.Context, b *Build, d Distributor, d
 		return fmt.Errorf("upload the image: %w", err)
 	}
 	src := map[string]any{}
-	if b.Source.ID != "" {
+	switch {
+	case b.Source.ID != "":
 		src["id"] = b.Source.ID
-	} else {
+	case b.Source.URL != "":
+		src["uri"] = b.Source.URL
+	default:
 		src["marketplaceImage"] = map[string]any{"publisher": b.Source.Publisher, "offer": b.Source.Offer, "sku": b.Source.SKU, "version": b.Source.Version}
 	}
 	pp := map[string]any{"excludeFromLatest": d.ExcludeFromLatest}
