@@ -425,23 +425,12 @@ func (w *work) content(ctx context.Context, inline, uri, sum string) ([]byte, er
 		}
 		data = d
 	} else {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+		body, err := w.fetch(ctx, uri, 256<<20)
 		if err != nil {
 			return nil, err
 		}
-		client := w.bd.HTTP
-		if client == nil {
-			client = http.DefaultClient
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", uri, err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("download %s: %s", uri, resp.Status)
-		}
-		if data, err = io.ReadAll(io.LimitReader(resp.Body, 256<<20)); err != nil {
+		defer body.Close()
+		if data, err = io.ReadAll(body); err != nil {
 			return nil, fmt.Errorf("download %s: %w", uri, err)
 		}
 	}
