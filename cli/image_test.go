@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -705,46 +704,11 @@ func TestImageEndToEnd(t *testing.T) {
 // regionsDir.
 func newRegionHarness(t *testing.T, regionsDir string) *harness {
 	t.Helper()
-	dataDir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
 	var regions []string
 	for _, r := range []string{"local", "west", "east"} {
 		regions = append(regions, r+"=file://"+filepath.ToSlash(filepath.Join(regionsDir, r)))
 	}
-	go func() {
-		done <- server.Run(ctx, server.Config{
-			DataDir: dataDir,
-			Addr:    "127.0.0.1:0",
-			Logger:  slog.New(slog.DiscardHandler),
-			Ready:   func(addr string) { ready <- addr },
-			Regions: regions,
-		})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("server stopped before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("server was not ready after 30s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server.Run: %v", err)
-		}
-	})
-	return &harness{
-		t:         t,
-		url:       "http://" + addr,
-		dataDir:   dataDir,
-		adminFile: filepath.Join(dataDir, server.AdminTokenFile),
-		env:       map[string]string{"HOME": t.TempDir(), "XDG_CONFIG_HOME": t.TempDir()},
-	}
+	return newHarness(t, func(c *server.Config) { c.Regions = regions })
 }
 
 func TestImageRegions(t *testing.T) {
