@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -106,6 +107,9 @@ type Region struct {
 	Name   string
 	URL    string
 	bucket *gcblob.Bucket
+	// dir is the folder of a file:// region, whose commits are made durable with fsync
+	// (gocloud renames a finished file into place but does not sync it).
+	dir string
 }
 
 // Open opens the region name at rawURL. For file:// URLs the folder is created if missing,
@@ -132,7 +136,11 @@ func Open(ctx context.Context, name, rawURL string) (*Region, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open region %s at %s: %w", name, redact(rawURL), err)
 	}
-	return &Region{Name: name, URL: redact(rawURL), bucket: b}, nil
+	r := &Region{Name: name, URL: redact(rawURL), bucket: b}
+	if u.Scheme == "file" {
+		r.dir = filepath.FromSlash(u.Path)
+	}
+	return r, nil
 }
 
 // redact drops credentials from a URL before it is shown.
@@ -250,4 +258,25 @@ func copyBuffer(dst io.Writer, src io.Reader, progress func(int64)) (int64, erro
 			return total, err
 		}
 	}
+}
+
+// sync makes a committed key durable in a file:// region: the file's data, and the
+// directory entry the commit's rename made. Other stores are durable when a write returns.
+func (r *Region) sync(key string) error {
+	if r.dir == "" {
+		return nil
+	}
+	path := filepath.Join(r.dir, filepath.FromSlash(key))
+	for _, p := range []string{path, filepath.Dir(path)} {
+		f, err := os.Open(p)
+		if err != nil {
+			return r.wrap("sync", key, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return r.wrap("sync", key, err)
+		}
+	}
+	return nil
 }

@@ -150,15 +150,27 @@ func Write(ctx context.Context, src io.Reader, want Expect, targets []Target, pr
 		abortAll()
 		return res, fmt.Errorf("%w: got %d bytes with SHA-256 %s, want %d bytes with %s", ErrMismatch, total, res.Digest, want.Size, want.Digest)
 	}
+	// Commit every target at once: on a local disk each commit ends with an fsync, and
+	// the flushes of several files overlap.
+	var commits sync.WaitGroup
 	for i, s := range sinks {
-		if s.err == nil {
-			if err := s.w.Close(); err != nil {
-				s.err = targets[i].Region.wrap("commit", targets[i].Key, err)
+		commits.Add(1)
+		go func() {
+			defer commits.Done()
+			if s.err == nil {
+				if err := s.w.Close(); err != nil {
+					s.err = targets[i].Region.wrap("commit", targets[i].Key, err)
+				} else if err := targets[i].Region.sync(targets[i].Key); err != nil {
+					s.err = err
+				}
+			} else if s.w != nil {
+				_ = s.w.Close()
 			}
-		} else if s.w != nil {
-			_ = s.w.Close()
-		}
-		s.cancel()
+			s.cancel()
+		}()
+	}
+	commits.Wait()
+	for i, s := range sinks {
 		if s.err != nil {
 			if res.Failed == nil {
 				res.Failed = map[int]error{}
