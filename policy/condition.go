@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/gildhq/gild/spelling"
 )
 
 // condition is a compiled policy condition: a logical operator over conditions, or a leaf
@@ -634,7 +636,7 @@ func nearestName(s string, candidates []string) string {
 	ls := strings.ToLower(s)
 	sort.Strings(candidates)
 	for _, c := range candidates {
-		if d := fnEditDistance(ls, strings.ToLower(c)); d < bestD {
+		if d := spelling.Distance(ls, strings.ToLower(c)); d < bestD {
 			best, bestD = c, d
 		}
 	}

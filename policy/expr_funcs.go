@@ -27,6 +27,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/gildhq/gild/spelling"
 )
 
 // fnSpec describes one function: its documented name, arity, purity (a pure function's
@@ -199,7 +201,7 @@ func fnUnavailable(lower string) (string, bool) {
 func fnSuggest(lower string) string {
 	best, bestD := "", 1<<30
 	for key, fn := range fnTable {
-		d := fnEditDistance(lower, key)
+		d := spelling.Distance(lower, key)
 		if d < bestD || d == bestD && fn.name < best {
 			best, bestD = fn.name, d
 		}
@@ -212,26 +214,6 @@ func fnSuggest(lower string) string {
 		return best
 	}
 	return ""
-}
-
-func fnEditDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func fnArity(fn *fnSpec) string {

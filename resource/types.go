@@ -3,6 +3,8 @@ package resource
 import (
 	"sort"
 	"strings"
+
+	"github.com/gildhq/gild/spelling"
 )
 
 // Placement is where a resource type may live.
@@ -196,32 +198,5 @@ func placementText(p Placement) string {
 // nearest returns the candidate closest to s by edit distance, if it is close enough to be
 // a plausible misspelling: a few edits, one more per ten characters.
 func nearest(s string, candidates []string) string {
-	best, bestD := "", 3+len(s)/10
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		if d := editDistance(ls, strings.ToLower(c)); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return spelling.Nearest(s, candidates, 3+len(s)/10)
 }
