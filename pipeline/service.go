@@ -238,6 +238,16 @@ func (s *Service) finish(runID resource.ID, cancel context.CancelFunc) {
 
 // Cancel stops run id (or the template's running run, when id is a template).
 func (s *Service) Cancel(ctx context.Context, id resource.ID) error {
+	// A run whose end is already recorded is over, though its goroutine may still be
+	// closing its log: cancelling it does nothing, and the caller is told so.
+	if strings.EqualFold(id.Type(), TypeRun) {
+		if r, err := s.store.Get(ctx, id); err == nil {
+			var p RunProperties
+			if json.Unmarshal(r.Properties, &p) == nil && p.EndTime != nil {
+				return resource.Errorf(CodeRunFinished, id.String(), "the run has ended (%s)", p.RunState)
+			}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, cancel := range s.running {
