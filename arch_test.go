@@ -21,7 +21,7 @@ const module = "github.com/gildhq/gild"
 var layers = map[string]int{
 	"spelling": -1, // below everything: any package may suggest what a user meant
 	"resource": 0, "atomicfile": 0, "policy": 0, "check": 0, "agentproto": 0,
-	"access": 1, "store": 1, "blob": 1, "blob/cloud": 1, "agent": 1, "builder": 1,
+	"access": 1, "store": 1, "blob": 1, "blob/cloud": 1, "agent": 1, "builder": 1, "guestconfig": 1,
 	"store/sqldb": 2, "store/sqlite": 3, "store/postgres": 3, "store/postgres/pgtest": 2, "store/storetest": 2,
 	"gallery": 2, "compliance": 2, "builder/debian": 2, "builder/disk": 2, "builder/qemu": 2,
 	"controlplane": 4, "vm": 4, "pipeline": 4,
@@ -36,13 +36,14 @@ var layers = map[string]int{
 // stdlibOnly packages may import nothing outside the standard library (and, for the agent
 // side, each other): they are the ones untrusted input and small binaries depend on.
 var stdlibOnly = map[string][]string{
-	"spelling":   nil,
-	"resource":   {"spelling"},
-	"atomicfile": nil,
-	"policy":     {"spelling"},
-	"check":      {"spelling"},
-	"agentproto": nil,
-	"agent":      {"check", "agentproto"},
+	"spelling":    nil,
+	"resource":    {"spelling"},
+	"atomicfile":  nil,
+	"policy":      {"spelling"},
+	"check":       {"spelling"},
+	"agentproto":  nil,
+	"agent":       {"check", "agentproto"},
+	"guestconfig": {"check", "agentproto", "spelling"},
 }
 
 type pkg struct {
