@@ -148,6 +148,8 @@ type Tx interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 	// Compliance states are written in the Update that evaluated them.
 	PolicyStateWriter
+	// Machines' agents, their reports and events, and enrollment tokens.
+	MachineWriter
 }
 
 // Store keeps resources, the change sequence, the audit log, API tokens and compliance
@@ -155,6 +157,7 @@ type Tx interface {
 type Store interface {
 	Reader
 	PolicyStateStore
+	MachineReader
 	// Update runs fn in a write transaction and commits it if fn returns nil; otherwise
 	// nothing fn did is kept.
 	Update(ctx context.Context, fn func(tx Tx) error) error

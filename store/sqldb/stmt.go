@@ -31,8 +31,9 @@ const (
 // readStatements run on the read pool and in write transactions; writeStatements only in
 // write transactions.
 var (
-	readStatements  = []string{qGet, qChanges, qLastSeq, qTokenByHash, qTokens, qTokensOf}
+	readStatements  = []string{qGet, qChanges, qLastSeq, qTokenByHash, qTokens, qTokensOf, qMachine, qMachineByCred}
 	writeStatements = []string{qGet, qCurrent, qNextSeq, qChange, qReplace, qCreate, qDelete, qAudit, qCreateToken, qRevokeToken,
+		qPutMachine, qAddMachineEvent, qMachine,
 		qPSLoadFull, qPSInsertBulk, qPSUpdate, qPSUpdateSame, qPSDelete, qPSHistoryBulk, qPSDigestsFull, qPSDigestsPut}
 )
 

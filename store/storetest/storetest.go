@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}},
 	}
 	cases = append(cases, testPolicyStates...)
+	cases = append(cases, testMachineCases...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, fresh(t)) })
 	}
