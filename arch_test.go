@@ -23,7 +23,7 @@ var layers = map[string]int{
 	"resource": 0, "atomicfile": 0, "policy": 0, "check": 0, "agentproto": 0,
 	"access": 1, "store": 1, "blob": 1, "blob/cloud": 1, "agent": 1, "builder": 1, "guestconfig": 1,
 	"store/sqldb": 2, "store/sqlite": 3, "store/postgres": 3, "store/postgres/pgtest": 2, "store/storetest": 2,
-	"gallery": 2, "compliance": 2, "builder/debian": 2, "builder/disk": 2, "builder/qemu": 2,
+	"gallery": 2, "compliance": 2, "fleet": 2, "builder/debian": 2, "builder/disk": 2, "builder/qemu": 2,
 	"controlplane": 4, "vm": 4, "pipeline": 4,
 	"jobs": 5,
 	"api":  6, "web": 6,

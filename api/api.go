@@ -24,6 +24,7 @@ import (
 	"github.com/gildhq/gild/access"
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/fleet"
 	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/resource"
@@ -46,6 +47,9 @@ type Options struct {
 	Gallery *gallery.Service
 	// Pipeline serves template runs and their logs; nil leaves them out.
 	Pipeline *pipeline.Service
+	// Fleet serves the agents' protocol, enrollment tokens and machine events; nil leaves
+	// them out.
+	Fleet *fleet.Service
 }
 
 // Server is the API's http.Handler.
@@ -54,6 +58,7 @@ type Server struct {
 	compliance *compliance.Service
 	gallery    *gallery.Service
 	pipeline   *pipeline.Service
+	fleet      *fleet.Service
 	log        *slog.Logger
 	maxBody    int64
 	metrics    *Metrics
@@ -62,7 +67,7 @@ type Server struct {
 
 // New returns the API over the control plane cp.
 func New(cp *controlplane.Service, opts Options) *Server {
-	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
+	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, fleet: opts.Fleet, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -76,6 +81,9 @@ func New(cp *controlplane.Service, opts Options) *Server {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.Handle("GET /metrics", s.metrics.Handler())
 	s.mux.HandleFunc("GET /share/{token}", s.shared)
+	if s.fleet != nil {
+		s.agentRoutes()
+	}
 	s.mux.HandleFunc("/", s.arm)
 	return s
 }
@@ -146,7 +154,7 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) {
+	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) || s.machineRoute(w, r, caller, path) {
 		return
 	}
 	if scope, set, op, ok := insightsPath(path); ok {

@@ -75,6 +75,16 @@ var aliasGildComputed = []struct {
 			"tattoo.buildDate",
 			"serviceModel",    // pet or cattle, from the serviceModel tag
 			"refresh.ageDays", // days since the VM was last rebuilt
+			"ageDays",         // days since the VM resource was created
+			"tattooMatchesImage",
+			"agent.status", // Connected, Disconnected, Pending (enrolled, no report yet), NotEnrolled
+			"agent.lastHeartbeat",
+			"agent.minutesSinceHeartbeat",
+			"agent.version",
+			"agent.kernel",
+			"agent.osName",
+			"agent.osVersion",
+			"agent.lastBoot",
 		},
 	},
 	{
@@ -95,6 +105,15 @@ var aliasGildComputed = []struct {
 			"tattoo.sourceSku",
 			"tattoo.buildDate",
 			"serviceModel",
+			"ageDays",
+			"agent.status",
+			"agent.lastHeartbeat",
+			"agent.minutesSinceHeartbeat",
+			"agent.version",
+			"agent.kernel",
+			"agent.osName",
+			"agent.osVersion",
+			"agent.lastBoot",
 		},
 	},
 }
