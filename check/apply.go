@@ -28,7 +28,7 @@ var ErrNotRemediable = errors.New("not remediable")
 // Remediable reports whether Apply can correct checks of c's kind.
 func (c *Check) Remediable() bool {
 	switch c.Kind {
-	case KindFile, KindLineInFile, KindSysctl, KindService:
+	case KindFile, KindLineInFile, KindSetting, KindSysctl, KindService:
 		return true
 	}
 	return false
@@ -57,6 +57,8 @@ func (c *Check) Apply(ctx context.Context, env Env) ([]Change, error) {
 		changes, err = c.applyFile(env)
 	case KindLineInFile:
 		changes, err = c.applyLineInFile(env)
+	case KindSetting:
+		changes, err = c.applySetting(env)
 	case KindSysctl:
 		changes, err = c.applySysctl(env)
 	case KindService:

@@ -15,6 +15,7 @@ type Kind string
 const (
 	KindFile         Kind = "file"
 	KindLineInFile   Kind = "lineInFile"
+	KindSetting      Kind = "setting"
 	KindPackage      Kind = "package"
 	KindService      Kind = "service"
 	KindSysctl       Kind = "sysctl"
@@ -26,7 +27,7 @@ const (
 )
 
 // Kinds lists every kind, in the order the package doc describes them.
-var Kinds = []Kind{KindFile, KindLineInFile, KindPackage, KindService, KindSysctl, KindUser, KindGroup, KindPort, KindKernelModule, KindCommand}
+var Kinds = []Kind{KindFile, KindLineInFile, KindSetting, KindPackage, KindService, KindSysctl, KindUser, KindGroup, KindPort, KindKernelModule, KindCommand}
 
 // Check is one statement about a system, such as "/etc/ssh/sshd_config has mode 0600" or
 // "package auditd is installed". Name and Kind are common to all kinds; the other fields
@@ -41,7 +42,7 @@ type Check struct {
 	Kind        Kind   `json:"kind" yaml:"kind"`
 	Description string `json:"description,omitempty" yaml:"description,omitempty"`
 
-	// file and lineInFile
+	// file, lineInFile and setting
 	Path     string  `json:"path,omitempty" yaml:"path,omitempty"`
 	Exists   *bool   `json:"exists,omitempty" yaml:"exists,omitempty"` // also user and group
 	Contents *string `json:"contents,omitempty" yaml:"contents,omitempty"`
@@ -52,7 +53,11 @@ type Check struct {
 	Owner    string  `json:"owner,omitempty" yaml:"owner,omitempty"`
 	Group    string  `json:"group,omitempty" yaml:"group,omitempty"` // file: the owning group; group: the group checked
 	Line     string  `json:"line,omitempty" yaml:"line,omitempty"`
-	Present  *bool   `json:"present,omitempty" yaml:"present,omitempty"`
+	Present  *bool   `json:"present,omitempty" yaml:"present,omitempty"` // also setting
+
+	// setting (with path, key, value and present)
+	Syntax  string `json:"syntax,omitempty" yaml:"syntax,omitempty"`
+	Default Scalar `json:"default,omitempty" yaml:"default,omitempty"`
 
 	// package
 	Package    string `json:"package,omitempty" yaml:"package,omitempty"`
@@ -66,7 +71,7 @@ type Check struct {
 	Active  *bool  `json:"active,omitempty" yaml:"active,omitempty"`
 	Masked  *bool  `json:"masked,omitempty" yaml:"masked,omitempty"`
 
-	// sysctl
+	// sysctl and setting
 	Key   string `json:"key,omitempty" yaml:"key,omitempty"`
 	Value Scalar `json:"value,omitempty" yaml:"value,omitempty"`
 

@@ -29,6 +29,12 @@ const (
 	CodeLinePresent  = "LinePresent"
 	CodeLineMismatch = "LineMismatch"
 
+	// setting
+	CodeSettingMismatch = "SettingMismatch"
+	CodeSettingMissing  = "SettingMissing"
+	CodeSettingPresent  = "SettingPresent"
+	CodeIncludeTooDeep  = "IncludeTooDeep" // Error: sshd's Include nests deeper than sshd itself accepts
+
 	// package
 	CodePackageNotInstalled    = "PackageNotInstalled"
 	CodePackageInstalled       = "PackageInstalled"

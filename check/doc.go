@@ -28,6 +28,24 @@
 // "^\s*PermitRootLogin\b"). With present false, no line equals line (or matches matches).
 // A missing file has no lines.
 //
+// setting: a setting of a configuration file as the program reading it sees it. "path";
+// "key"; "value" (a string or a number; required unless present is false); "syntax":
+// "sshd" or "keyValue" (the default); "default" (the value the program uses when the key
+// is not set); "present" (default true; false means the key must not be set). keyValue
+// reads "key = value" or "key value" lines, "#" and ";" starting comments, keys compared
+// exactly, the last occurrence winning (login.defs, sysctl.conf). sshd reads sshd_config
+// as sshd does: keywords in any case, "Key value" or "Key=value", "#" comments, quoted
+// arguments; the first occurrence wins, except for the keywords sshd accumulates
+// (AllowUsers, DenyUsers, AllowGroups, DenyGroups, Port, ListenAddress, AcceptEnv,
+// HostKey), whose every occurrence counts; Include is followed where it stands (globs in
+// lexical order, relative paths under /etc/ssh, at most 16 levels deep); and a Match block
+// ends the global section until the end of its file, so settings inside one do not count.
+// Values compare after their words are joined by single spaces and spaces around commas
+// dropped (lists such as Ciphers compare as written, order included); yes/no and other
+// option words ("prohibit-password", "INFO") compare in any case; sshd's LoginGraceTime
+// and ClientAliveInterval compare as durations ("1m" is "60"). An unset key has its
+// default when the check gives one; otherwise it is missing. A missing file sets nothing.
+//
 // package: "package" (a Debian package name); "installed" (default true); "version"
 // (exact) or "minVersion" (at least), compared with dpkg's version ordering. Read from
 // /var/lib/dpkg/status under the root; a package counts as installed when its status is
@@ -93,7 +111,10 @@
 //
 // Apply corrects a non-compliant check and returns each Change with the value before and
 // after: file (contents, mode, owner and group; creating a missing file needs contents;
-// removing one that must not exist), lineInFile (adds, replaces or removes lines), sysctl
+// removing one that must not exist), lineInFile (adds, replaces or removes lines), setting
+// (sets the value where it is read from, in the file that has it, every other byte kept;
+// adds an unset key where it wins: before the first directive of the main file for sshd,
+// at its end for keyValue; comments out a key that must not be set), sysctl
 // (writes /proc/sys and persists the value in /etc/sysctl.d/99-gild.conf) and service
 // (systemctl mask, unmask, enable, disable, start, stop; with --root on an offline root).
 // Package, user, group, port, kernelModule and command checks are not remediable. Applying

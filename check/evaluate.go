@@ -41,6 +41,8 @@ func (c *Check) outcome(ctx context.Context, env Env) *outcome {
 		c.evalFile(env, o)
 	case KindLineInFile:
 		c.evalLineInFile(env, o)
+	case KindSetting:
+		c.evalSetting(env, o)
 	case KindPackage:
 		c.evalPackage(env, o)
 	case KindService:

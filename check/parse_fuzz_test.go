@@ -20,6 +20,8 @@ func FuzzParse(f *testing.F) {
 		`[{"name":"a","kind":"lineInFile","path":"/x","line":"a","matches":"^a"}]`,
 		`[{"name":"a","kind":"sysctl","key":"net/ipv4/conf/eth0.1/forwarding","value":1.5e3}]`,
 		`[{"name":"a","kind":"user","user":"*","passwordEmpty":false}]`,
+		`[{"name":"a","kind":"setting","syntax":"sshd","path":"/etc/ssh/sshd_config","key":"Port","value":22,"default":"22"}]`,
+		`[{"name":"a","kind":"setting","path":"/etc/login.defs","key":"UMASK","present":false}]`,
 		`[{"name":"a","kind":"fiel","Path":"/y","path":"/z"}]`,
 		`{"checks":{"name":"a"}}`,
 		`[1, null, "x", {"name":"a","kind":"command","inline":[],"timeout":"48h"}]`,

@@ -51,13 +51,13 @@ func TestParseProblems(t *testing.T) {
 		{"repeated checks", `{"checks":[],"checks":[]}`, []string{`checks: repeated field`}},
 		{"element not an object", `[1, {"name":"a"}, null]`, []string{
 			`checks[0]: want a check object, got number 1`,
-			`checks[1].kind: required; one of file, lineInFile, package, service, sysctl, user, group, port, kernelModule, command`,
+			`checks[1].kind: required; one of file, lineInFile, setting, package, service, sysctl, user, group, port, kernelModule, command`,
 			`checks[2]: want a check object, got null`,
 		}},
 		{"unknown kind and field, repeated field", `[{"name":"a","kind":"fiel","path":"/x","Path":"/y","path":"/z","colour":"red"}]`, []string{
 			`checks[0].Path: unknown field; did you mean "path"?`,
 			`checks[0].colour: unknown field`,
-			`checks[0].kind: unknown kind "fiel"; did you mean "file"?; one of file, lineInFile, package, service, sysctl, user, group, port, kernelModule, command`,
+			`checks[0].kind: unknown kind "fiel"; did you mean "file"?; one of file, lineInFile, setting, package, service, sysctl, user, group, port, kernelModule, command`,
 			`checks[0].path: repeated field`,
 		}},
 		{"wrong types", `[{"name":"a","kind":"user","user":"x","uid":"0","exists":"yes","passwordLocked":1},{"name":"b","kind":"group","group":"g","members":["a",2]},{"name":"c","kind":"command","command":"true","timeout":30}]`, []string{
@@ -190,6 +190,8 @@ const everyKind = `{"checks":[
 	{"name":"sshd config","kind":"file","description":"CIS 5.2.1","path":"/etc/ssh/sshd_config","mode":"0600","owner":"root","group":"root","contains":"Protocol 2","matches":"(?m)^Port 22$"},
 	{"name":"issue","kind":"file","path":"/etc/issue","contents":"","maxMode":"0644"},
 	{"name":"no hosts.equiv","kind":"file","path":"/etc/hosts.equiv","exists":false},
+	{"name":"sshd root login","kind":"setting","syntax":"sshd","path":"/etc/ssh/sshd_config","key":"PermitRootLogin","value":"no","default":"prohibit-password","present":true},
+	{"name":"umask","kind":"setting","path":"/etc/login.defs","key":"UMASK","value":"027"},
 	{"name":"root login","kind":"lineInFile","path":"/etc/ssh/sshd_config","line":"PermitRootLogin no","matches":"^\\s*PermitRootLogin\\b","present":true},
 	{"name":"openssh","kind":"package","package":"openssh-server","minVersion":"1:9.2p1-2"},
 	{"name":"no telnet","kind":"package","package":"telnetd","installed":false},

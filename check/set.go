@@ -205,6 +205,7 @@ var commonFields = []string{"name", "kind", "description"}
 var kindFields = map[Kind][]string{
 	KindFile:         {"path", "exists", "contents", "contains", "matches", "mode", "maxMode", "owner", "group"},
 	KindLineInFile:   {"path", "line", "matches", "present"},
+	KindSetting:      {"path", "key", "value", "present", "syntax", "default"},
 	KindPackage:      {"package", "installed", "version", "minVersion"},
 	KindService:      {"unit", "enabled", "active", "masked"},
 	KindSysctl:       {"key", "value"},
@@ -295,6 +296,8 @@ func (c *Check) compile(at string) Problems {
 		c.compileFile(at, cc, &ps)
 	case KindLineInFile:
 		c.compileLineInFile(at, cc, &ps)
+	case KindSetting:
+		c.compileSetting(at, &ps)
 	case KindPackage:
 		c.compilePackage(at, &ps)
 	case KindService:
