@@ -195,22 +195,27 @@ func parseTattoo(raw json.RawMessage) (map[string]any, string) {
 }
 
 // assignmentDigest digests what a policy can see of an assignment's result: its status
-// and each check's status and reasons, not the times.
+// and each check's status and reasons, not the times. It runs on every report, so it
+// hashes the fields directly rather than an encoding of them; each is followed by a zero
+// byte, which no field contains, so that fields cannot run into one another.
 func assignmentDigest(a agentproto.AssignmentReport) string {
-	type res struct {
-		ID, Status string
-		Reasons    []agentproto.Reason
+	h := sha256.New()
+	field := func(s string) {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
 	}
-	d := struct {
-		Hash, Status string
-		Resources    []res
-	}{a.Hash, a.ComplianceStatus, nil}
+	field(a.Hash)
+	field(a.ComplianceStatus)
 	for _, r := range a.Resources {
-		d.Resources = append(d.Resources, res{r.ResourceID, r.ComplianceStatus, r.Reasons})
+		field("\x01")
+		field(r.ResourceID)
+		field(r.ComplianceStatus)
+		for _, why := range r.Reasons {
+			field(why.Code)
+			field(why.Phrase)
+		}
 	}
-	b, _ := json.Marshal(d)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // HashSecret is how credentials and enrollment tokens are kept: hex SHA-256.
