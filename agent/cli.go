@@ -34,13 +34,28 @@ Usage:
       Run the checks and print a table (or JSON results, or a JUnit XML report). With
       --root, check the system whose files are under DIR (a mounted image): checks that
       need the running system report an Error there.
+  gild-agent run [--state-dir DIR] [--firstboot FILE]
+      The daemon (systemd's gild-agent.service): provision the machine from its
+      first-boot data (FILE, else QEMU fw_cfg opt/org.gild/firstboot) and enroll, then
+      run its assignments and report to the gild server every interval and whenever
+      they change. Reports wait in DIR/spool while the server is unreachable. Without
+      first-boot data or an enrollment it waits for "gild-agent enroll". DIR defaults
+      to /var/lib/gild-agent.
+  gild-agent enroll --server URL --token T [--name NAME] [--state-dir DIR]
+      Enroll a machine gild did not create with a one-time enrollment token, and print
+      its machine ID. NAME is the machine's name when the token does not fix one (the
+      hostname by default). The daemon picks the enrollment up.
+  gild-agent status [--state-dir DIR]
+      Print the machine's enrollment, its last report, its spooled reports, and its
+      assignments with their last results.
   gild-agent version
       Print the agent's version and its protocol version.
 
-FILE is a JSON check set: an array of checks or {"checks": [...]}.
+FILE of --checks is a JSON check set: an array of checks or {"checks": [...]}.
 
 Exit status: 0 when every check is compliant, 1 when one is not, 2 on a usage error, an
-invalid check file, or a check that could not be evaluated.
+invalid check file, or a check that could not be evaluated. run exits 0 when stopped;
+enroll exits 2 when enrollment fails; status exits 1 when the machine is not enrolled.
 `
 
 // Main runs the gild-agent command line with args (without the program's name) and
@@ -55,6 +70,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runValidate(ctx, args[1:], stdout, stderr, "/")
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runDaemon(ctx, args[1:], stdout, stderr)
+	case "enroll":
+		return runEnroll(ctx, args[1:], stdout, stderr, LiveSystem())
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "%s (agentproto version %d)\n", agentVersion(), agentproto.Version)
 		return ExitOK
