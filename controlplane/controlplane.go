@@ -350,3 +350,10 @@ func (w SystemWriter) Patch(ctx context.Context, id resource.ID, patch []byte) e
 	_, err := w.Service.Patch(ctx, System, id, patch, store.Precondition{})
 	return err
 }
+
+// Delete removes the resource with id and what it contains; a resource that is not there
+// is no error.
+func (w SystemWriter) Delete(ctx context.Context, id resource.ID) error {
+	_, err := w.Service.Delete(ctx, System, id, store.Precondition{})
+	return err
+}
