@@ -310,6 +310,20 @@ func (d *Daemon) interval(st State) time.Duration {
 // replaced st's, and ctx's error when ctx ends.
 func (d *Daemon) serve(ctx context.Context, st State) error {
 	c := &client{http: d.HTTP, server: st.Server, credential: st.Credential}
+	// The assignments of now, before the first run: otherwise a starting daemon would
+	// report the old ones and, a moment later, the new ones.
+	switch a, ch, err := c.assignments(ctx, st.etag(), 0); {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case isUnauthorized(err):
+		return d.revoke(c)
+	case err != nil:
+		d.Log.Print(err)
+	case ch:
+		if _, err := d.storeAssignments(a); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	changed := make(chan struct{}, 1)
 	revoked := make(chan struct{}, 1)
@@ -441,7 +455,11 @@ func (d *Daemon) storeAssignments(a agentproto.Assignments) (bool, error) {
 		for i, x := range a.Assignments {
 			names[i] = x.Name
 		}
-		d.Log.Printf("assignments changed (ETag %s): %d [%s]", a.ETag, len(a.Assignments), strings.Join(names, ", "))
+		list := "none"
+		if len(names) > 0 {
+			list = strings.Join(names, ", ")
+		}
+		d.Log.Printf("assignments (ETag %s): %s", a.ETag, list)
 	}
 	return changed, err
 }
