@@ -224,14 +224,14 @@ func (s System) setHostname(name string) error {
 	if err := writeFileAtomic(s.path("/etc/hosts"), hostsWithName(hosts, name), 0o644); err != nil {
 		return fmt.Errorf("set hostname: %w", err)
 	}
-	switch {
-	case s.Sethostname != nil:
-		err = s.Sethostname(name)
-	case s.root() == "/":
-		err = sethostname(name)
+	set := s.Sethostname
+	if set == nil && s.root() == "/" {
+		set = sethostname
 	}
-	if err != nil {
-		return fmt.Errorf("set hostname: %w", err)
+	if set != nil {
+		if err := set(name); err != nil {
+			return fmt.Errorf("set hostname: %w", err)
+		}
 	}
 	return nil
 }
