@@ -113,8 +113,8 @@
 // after: file (contents, mode, owner and group; creating a missing file needs contents;
 // removing one that must not exist), lineInFile (adds, replaces or removes lines), setting
 // (sets the value where it is read from, in the file that has it, every other byte kept;
-// adds an unset key where it wins: before the first directive of the main file for sshd,
-// at its end for keyValue; comments out a key that must not be set), sysctl
+// adds an unset key where it wins: in the main file before its first Include or Match
+// line for sshd, at its end for keyValue; comments out a key that must not be set), sysctl
 // (writes /proc/sys and persists the value in /etc/sysctl.d/99-gild.conf) and service
 // (systemctl mask, unmask, enable, disable, start, stop; with --root on an offline root).
 // Package, user, group, port, kernelModule and command checks are not remediable. Applying

@@ -129,7 +129,7 @@ type settingScan struct {
 	files      map[string][]byte // every file read, by the root's path
 	found      []settingOccurrence
 	includes   int  // files read through Include
-	firstLine  int  // byte offset of the main file's first directive (its length when none)
+	insertAt   int  // sshd: byte offset of the main file's first Include or Match line (its length when none)
 	usesEquals bool // keyValue: the main file writes "key = value"
 }
 
@@ -183,15 +183,15 @@ func (e *includeTooDeepError) Error() string {
 
 // scanSetting reads c's file (and, for sshd, what it includes) and finds the key.
 func (c *Check) scanSetting(env Env) (*settingScan, error) {
-	s := &settingScan{syntax: c.settingSyntax(), main: c.Path, files: map[string][]byte{}, firstLine: -1}
+	s := &settingScan{syntax: c.settingSyntax(), main: c.Path, files: map[string][]byte{}, insertAt: -1}
 	var err error
 	if s.syntax == SyntaxSshd {
 		err = s.readSshd(env, c.Path, c.Key, 0, false)
 	} else {
 		err = s.readKeyValue(env, c.Path, c.Key)
 	}
-	if s.firstLine < 0 {
-		s.firstLine = len(s.files[c.Path])
+	if s.insertAt < 0 {
+		s.insertAt = len(s.files[c.Path])
 	}
 	return s, err
 }
@@ -221,14 +221,14 @@ func (s *settingScan) readKeyValue(env Env, file, key string) error {
 		return &settingFileError{file, err}
 	}
 	s.files[file] = data
+	first := true
 	return lines(data, func(n, start int, line string) error {
 		d, ok := parseKeyValueLine(line)
 		if !ok {
 			return nil
 		}
-		if s.firstLine < 0 {
-			s.firstLine = start
-			s.usesEquals = d.equals
+		if first {
+			s.usesEquals, first = d.equals, false
 		}
 		if d.key == key {
 			s.found = append(s.found, settingOccurrence{file: file, line: n, value: d.value,
@@ -249,8 +249,8 @@ func (s *settingScan) readSshd(env Env, file, key string, depth int, inMatch boo
 		if !ok {
 			return nil
 		}
-		if file == s.main && depth == 0 && s.firstLine < 0 {
-			s.firstLine = start
+		if depth == 0 && s.insertAt < 0 && (strings.EqualFold(d.key, "Match") || strings.EqualFold(d.key, "Include")) {
+			s.insertAt = start
 		}
 		switch {
 		case strings.EqualFold(d.key, "Match"):
@@ -629,7 +629,9 @@ func (c *Check) applySetting(env Env) ([]Change, error) {
 	case len(eff) == 0:
 		data := s.files[c.Path]
 		line := c.Key + " " + want
-		at := s.firstLine
+		// sshd: no global line before the first Include or Match sets the key (it would
+		// be the effective one), so a line there is the first and wins.
+		at := s.insertAt
 		if s.syntax == SyntaxKeyValue {
 			// The last value wins, so the new line goes last.
 			at = len(data)

@@ -212,7 +212,7 @@ func TestApplySetting(t *testing.T) {
 				{sshdMain, dropIns + "PermitRootLogin no\n"},
 				{"/etc/ssh/sshd_config.d/50-cloud-init.conf", "PasswordAuthentication yes\nPermitRootLogin no\n"},
 			}},
-		{name: "not set: added before the first directive, so before any Include", files: []file{
+		{name: "not set: added before the Include", files: []file{
 			{sshdMain, "# This is the sshd server system-wide configuration file.\n\n" + dropIns + "Port 22\n"},
 			{"/etc/ssh/sshd_config.d/a.conf", "X11Forwarding no\n"},
 		}, check: prl + `,"default":"prohibit-password"}`,
@@ -221,6 +221,12 @@ func TestApplySetting(t *testing.T) {
 				{sshdMain, "# This is the sshd server system-wide configuration file.\n\nPermitRootLogin no\n" + dropIns + "Port 22\n"},
 				{"/etc/ssh/sshd_config.d/a.conf", "X11Forwarding no\n"},
 			}},
+		{name: "not set: added after the settings before the Include", files: []file{{sshdMain, "Port 22\n" + dropIns + "X11Forwarding no\n"}}, check: prl + `}`,
+			changes: []Change{{Target: "/etc/ssh/sshd_config PermitRootLogin", Before: "(not set)", After: "no"}},
+			after:   []file{{sshdMain, "Port 22\nPermitRootLogin no\n" + dropIns + "X11Forwarding no\n"}}},
+		{name: "not set, no Include or Match: added at the end", files: []file{{sshdMain, "Port 22\nX11Forwarding no\n"}}, check: prl + `}`,
+			changes: []Change{{Target: "/etc/ssh/sshd_config PermitRootLogin", Before: "(not set)", After: "no"}},
+			after:   []file{{sshdMain, "Port 22\nX11Forwarding no\nPermitRootLogin no\n"}}},
 		{name: "not set only globally: added before the Match block", files: []file{{sshdMain, "Match User x\n  PermitRootLogin no\n"}}, check: prl + `}`,
 			changes: []Change{{Target: "/etc/ssh/sshd_config PermitRootLogin", Before: "(not set)", After: "no"}},
 			after:   []file{{sshdMain, "PermitRootLogin no\nMatch User x\n  PermitRootLogin no\n"}}},
