@@ -613,7 +613,15 @@ func (s *tattooStep) installAgent(ctx context.Context, b *Build) error {
 	}
 	link := filepath.Join(wants, "gild-validate.service")
 	_ = os.Remove(link)
-	return os.Symlink("/etc/systemd/system/gild-validate.service", link)
+	if err := os.Symlink("/etc/systemd/system/gild-validate.service", link); err != nil {
+		return err
+	}
+	// The daemon every machine made from the image runs (agentunit.go).
+	notes, err := installAgentService(root)
+	for _, n := range notes {
+		b.Log.Printf("%s", n)
+	}
+	return err
 }
 
 func (s *tattooStep) Cleanup(*Build) {}
