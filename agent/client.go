@@ -57,6 +57,13 @@ func isRefusal(err error) bool {
 	return errors.As(err, &se) && !se.retryable() && se.StatusCode >= 400 && se.StatusCode < 500
 }
 
+// isBadReport reports whether err is the server refusing a request's body itself: 400
+// (invalid), 413 (too large) or 422.
+func isBadReport(err error) bool {
+	var se *ServerError
+	return errors.As(err, &se) && (se.StatusCode == http.StatusBadRequest || se.StatusCode == http.StatusRequestEntityTooLarge || se.StatusCode == http.StatusUnprocessableEntity)
+}
+
 // isUnauthorized reports whether err is a 401: the credential is unknown or revoked.
 func isUnauthorized(err error) bool {
 	var se *ServerError

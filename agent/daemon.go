@@ -646,9 +646,10 @@ func (d *Daemon) flush(ctx context.Context, c *client) (fetch bool, err error) {
 			continue
 		}
 		resp, err := c.report(ctx, r)
-		if isRefusal(err) && !isUnauthorized(err) {
-			// The server will never take this report (it is malformed for it): keeping it
-			// would hold back every later one.
+		if isBadReport(err) {
+			// The server will never take this report: keeping it would hold back every
+			// later one. Other refusals (403, 404: a wrong URL, an older server) are the
+			// server's, and the reports wait for it.
 			d.Log.Printf("the server refused report %s, dropping it: %v", r.ID, err)
 			if err := d.spool.remove(name); err != nil {
 				return fetch, err

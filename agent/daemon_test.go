@@ -776,3 +776,65 @@ func TestEnrollCommand(t *testing.T) {
 		t.Errorf("status %d:\n%s", status, stdout.String())
 	}
 }
+
+// TestFlushAnswers: what each answer of the server does to the spool.
+func TestFlushAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		status  int
+		kept    int
+		errHas  string
+		fetch   bool
+		dropLog bool
+	}{
+		{status: 200, kept: 0, fetch: true},
+		{status: 400, kept: 0, dropLog: true},
+		{status: 413, kept: 0, dropLog: true},
+		{status: 401, kept: 2, errHas: "401 Unauthorized"},
+		{status: 404, kept: 2, errHas: "404 Not Found"},
+		{status: 429, kept: 2, errHas: "429 Too Many Requests"},
+		{status: 503, kept: 2, errHas: "503 Service Unavailable"},
+	} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			var got []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var rep agentproto.Report
+				_ = json.NewDecoder(r.Body).Decode(&rep)
+				got = append(got, rep.ID)
+				if tc.status != 200 {
+					apiError(w, tc.status, "X", "no")
+					return
+				}
+				writeJSON(w, agentproto.ReportResponse{Version: 1, AssignmentsETag: "new", ReportIntervalSeconds: 60})
+			}))
+			defer srv.Close()
+			logs := &syncBuffer{}
+			d := &Daemon{StateDir: t.TempDir(), Log: log.New(logs, "", 0)}
+			d.init()
+			for i := range 2 {
+				if _, err := d.spool.put(agentproto.Report{Version: 1, ID: fmt.Sprintf("r%d", i), Time: time.Unix(int64(i), 0)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fetch, err := d.flush(context.Background(), &client{http: srv.Client(), server: srv.URL, credential: "c"})
+			if (err != nil) != (tc.errHas != "") || err != nil && !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("err = %v", err)
+			}
+			if n := d.spooled(); n != tc.kept || fetch != tc.fetch {
+				t.Errorf("%d kept, fetch %v", n, fetch)
+			}
+			wantSent := []string{"r0", "r1"}
+			if tc.kept > 0 {
+				wantSent = wantSent[:1] // it stops at the first that cannot be sent
+			}
+			if !slices.Equal(got, wantSent) {
+				t.Errorf("sent %v, want %v", got, wantSent)
+			}
+			if strings.Contains(logs.String(), "dropping it") != tc.dropLog {
+				t.Errorf("log:\n%s", logs.String())
+			}
+			if st, _ := d.store.load(); tc.status == 200 && (st.ReportIntervalSeconds != 60 || st.LastReport.IsZero()) {
+				t.Errorf("state after acknowledgements %+v", st)
+			}
+		})
+	}
+}
