@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gildhq/gild/agentproto"
-	"github.com/gildhq/gild/spelling"
 )
 
 // AssignmentProperties are a Microsoft.GuestConfiguration/guestConfigurationAssignments
@@ -417,7 +416,7 @@ func keys(m map[string]string) []string {
 // unknownField says that name is not a field here, with the nearest known one.
 func unknownField(name string, known []string) string {
 	msg := "unknown field"
-	if s := spelling.Nearest(name, known, len(name)/3+2); s != "" {
+	if s := nearest(name, known); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	return msg + " (fields: " + strings.Join(known, ", ") + ")"

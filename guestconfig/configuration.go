@@ -282,7 +282,29 @@ func NotFound(name string) error {
 		all = append(all, c.Name)
 		all = append(all, c.Aliases...)
 	}
-	return &NotFoundError{Name: name, Suggestion: spelling.Nearest(name, all, len(name)/3+2)}
+	return &NotFoundError{Name: name, Suggestion: nearest(name, all)}
+}
+
+// nearest is the candidate s was probably meant to be: one a typo away
+// (spelling.Nearest), or else the only one that s begins ("guestConfig" for
+// "guestConfiguration", a rule name without its ";DesiredObjectValue").
+func nearest(s string, candidates []string) string {
+	if n := spelling.Nearest(s, candidates, len(s)/3+2); n != "" {
+		return n
+	}
+	if len(s) < 4 {
+		return ""
+	}
+	found := ""
+	for _, c := range candidates {
+		if len(c) > len(s) && strings.EqualFold(c[:len(s)], s) {
+			if found != "" && found != c {
+				return ""
+			}
+			found = c
+		}
+	}
+	return found
 }
 
 // walkStrings calls fn for every string in a decoded JSON document, object keys

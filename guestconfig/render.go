@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/gildhq/gild/check"
-	"github.com/gildhq/gild/spelling"
 )
 
 // Problem is one thing wrong with an input, at its JSON path
@@ -174,7 +173,7 @@ func unknownParameter(c *Configuration, name string) string {
 	if len(c.Parameters) == 0 {
 		return msg + ", which has none"
 	}
-	if s := spelling.Nearest(name, c.parameterNames(), len(name)/3+2); s != "" {
+	if s := nearest(name, c.parameterNames()); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
 	return msg
