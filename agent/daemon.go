@@ -104,14 +104,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 		if st.Enrolled() && !checkedInstance {
-			// A disk enrolled as one VM and booted as another (a copied disk) must not
-			// report as the first: a new instance is provisioned and enrolled afresh.
 			checkedInstance = true
-			if fb, _, err := d.System.readFirstBoot(ctx, d.FirstBootFile, 0); err == nil && fb.InstanceID != st.InstanceID {
-				d.Log.Printf("first-boot data names instance %s, not %s as enrolled: enrolling again", fb.InstanceID, orNone(st.InstanceID))
-				if err := d.forget(st.Credential); err != nil {
-					return err
-				}
+			if again, err := d.reconcileInstance(ctx, st); err != nil {
+				return err
+			} else if again {
 				continue
 			}
 		}
@@ -155,6 +151,42 @@ func (d *Daemon) loadState() (State, error) {
 	}
 	d.Log.Printf("%v: moved it to %s and starting as a machine not enrolled", err, aside)
 	return State{}, nil
+}
+
+// reconcileInstance compares an enrolled machine with its first-boot data, once per start.
+// A disk enrolled as one VM and booted as another (a copied disk) must not report as the
+// first: it forgets the enrollment, and again says to go back to enrollment. An instance
+// whose provisioning failed is provisioned again.
+func (d *Daemon) reconcileInstance(ctx context.Context, st State) (again bool, err error) {
+	fb, source, err := d.System.readFirstBoot(ctx, d.FirstBootFile, 0)
+	if err != nil {
+		return false, nil // no first-boot data, or none usable: nothing to reconcile
+	}
+	if st.EnrolledInstanceID != "" && fb.InstanceID != st.EnrolledInstanceID {
+		d.Log.Printf("first-boot data names instance %s, not %s as enrolled: enrolling again", fb.InstanceID, st.EnrolledInstanceID)
+		return true, d.forget(st.Credential)
+	}
+	if fb.InstanceID != st.InstanceID {
+		return false, d.provisionInstance(ctx, fb, source)
+	}
+	return false, nil
+}
+
+// provisionInstance provisions the instance fb describes and, when that succeeds,
+// records it so that it is not provisioned again. A failure is logged, not returned:
+// enrolling anyway makes the machine visible, with its problem in the log, and
+// provisioning runs again when the daemon next starts.
+func (d *Daemon) provisionInstance(ctx context.Context, fb agentproto.FirstBoot, source string) error {
+	did, err := d.System.provision(ctx, fb)
+	if len(did) > 0 {
+		d.Log.Printf("provisioned instance %s: %s", fb.InstanceID, strings.Join(did, "; "))
+	}
+	if err != nil {
+		d.Log.Printf("provision instance %s (first-boot data %s): %v", fb.InstanceID, source, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil
+	}
+	_, err = d.store.update(func(s *State) error { s.InstanceID = fb.InstanceID; return nil })
+	return err
 }
 
 // forget drops the machine identity whose credential is credential, and its spool.
@@ -217,15 +249,7 @@ func (d *Daemon) waitForEnrollment(ctx context.Context) error {
 		}
 		if fb.InstanceID != st.InstanceID && fb.InstanceID != provisioned {
 			provisioned = fb.InstanceID
-			did, err := d.System.provision(ctx, fb)
-			if len(did) > 0 {
-				d.Log.Printf("provisioned instance %s: %s", fb.InstanceID, strings.Join(did, "; "))
-			}
-			if err != nil {
-				// Enrolling anyway makes the machine visible, with its problem in the log;
-				// provisioning runs again when the daemon next starts.
-				d.Log.Printf("provision instance %s (first-boot data %s): %v", fb.InstanceID, source, strings.ReplaceAll(err.Error(), "\n", "; "))
-			} else if _, err := d.store.update(func(s *State) error { s.InstanceID = fb.InstanceID; return nil }); err != nil {
+			if err := d.provisionInstance(ctx, fb, source); err != nil {
 				return err
 			}
 		}
@@ -258,7 +282,7 @@ func (d *Daemon) waitForEnrollment(ctx context.Context) error {
 		if resp.MachineID != fb.MachineID {
 			d.Log.Printf("the server enrolled this machine as %s, though its first-boot data says %s", resp.MachineID, fb.MachineID)
 		}
-		if err := d.saveEnrollment(fb.Server, resp); err != nil {
+		if err := d.saveEnrollment(fb.Server, fb.InstanceID, resp); err != nil {
 			return err
 		}
 		d.Log.Printf("enrolled as %s with %s", resp.MachineID, fb.Server)
@@ -277,11 +301,12 @@ func (d *Daemon) enrollRequest(token, name string) agentproto.EnrollRequest {
 }
 
 // saveEnrollment records a new identity, replacing whatever the state knew about an
-// earlier one, and empties the spool of that one's reports.
-func (d *Daemon) saveEnrollment(server string, resp agentproto.EnrollResponse) error {
+// earlier one, and empties the spool of that one's reports. instance is the first-boot
+// instance whose token enrolled, empty for "gild-agent enroll".
+func (d *Daemon) saveEnrollment(server, instance string, resp agentproto.EnrollResponse) error {
 	if _, err := d.store.update(func(s *State) error {
 		*s = State{Server: server, MachineID: resp.MachineID, Credential: resp.Credential, EnrolledAt: time.Now().UTC(),
-			ReportIntervalSeconds: resp.ReportIntervalSeconds, InstanceID: s.InstanceID}
+			ReportIntervalSeconds: resp.ReportIntervalSeconds, InstanceID: s.InstanceID, EnrolledInstanceID: instance}
 		return nil
 	}); err != nil {
 		return err

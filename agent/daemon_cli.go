@@ -87,7 +87,7 @@ func runEnroll(ctx context.Context, args []string, stdout, stderr io.Writer, sys
 		}
 		return ExitError
 	}
-	if err := d.saveEnrollment(*server, resp); err != nil {
+	if err := d.saveEnrollment(*server, "", resp); err != nil {
 		fmt.Fprintf(stderr, "gild-agent enroll: enrolled as %s, but could not save the credential, so the enrollment is lost: %v\n", resp.MachineID, err)
 		return ExitError
 	}

@@ -220,12 +220,16 @@ func (b *syncBuffer) String() string {
 type fakeRunner struct {
 	mu    sync.Mutex
 	calls []string
+	fail  string // a program that fails
 }
 
 func (r *fakeRunner) Run(_ context.Context, name string, args ...string) (check.Output, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, strings.Join(append([]string{name}, args...), " "))
 	r.mu.Unlock()
+	if name == r.fail {
+		return check.Output{ExitStatus: 1, Stderr: []byte(name + ": failed")}, nil
+	}
 	switch name {
 	case "useradd":
 		root, user := "/", args[len(args)-1]
@@ -836,5 +840,54 @@ func TestFlushAnswers(t *testing.T) {
 				t.Errorf("state after acknowledgements %+v", st)
 			}
 		})
+	}
+}
+
+// TestInstanceChanges: a failed provisioning is tried again at the next start, without
+// enrolling again; a disk booted as another instance (new first-boot data) is provisioned
+// and enrolled as that one.
+func TestInstanceChanges(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.addToken("tok-1", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-1")
+	root, stateDir := guestRoot(t), t.TempDir()
+	fbFile := filepath.Join(t.TempDir(), "firstboot.json")
+	writeFirstBoot(t, fbFile, firstBootFor(srv, "i-1", "tok-1"))
+
+	td := newTestDaemon(t, root, stateDir, fbFile, testTiming())
+	td.runner.fail = "useradd"
+	td.start(t)
+	eventually(t, "a report", td, func() bool { return len(srv.reportsCopy()) > 0 })
+	td.stop(t)
+	if st := td.state(t); st.InstanceID != "" || st.EnrolledInstanceID != "i-1" {
+		t.Errorf("after a failed provisioning: state %+v", st)
+	}
+	if !strings.Contains(td.logs.String(), "provision instance i-1 (first-boot data "+fbFile+"): provision ops: useradd --root "+root+" -m -s /bin/bash ops: exit status 1: useradd: failed") {
+		t.Errorf("log:\n%s", td.logs.String())
+	}
+
+	retry := newTestDaemon(t, root, stateDir, fbFile, testTiming())
+	retry.start(t)
+	eventually(t, "provisioning again", retry, func() bool { return retry.state(t).InstanceID == "i-1" })
+	retry.stop(t)
+	if len(srv.enrolls) != 1 || !slices.Contains(retry.runner.Calls(), "useradd --root "+root+" -m -s /bin/bash ops") {
+		t.Errorf("%d enrollments; programs %q", len(srv.enrolls), retry.runner.Calls())
+	}
+
+	// The disk, copied, boots as instance i-2 with its own token.
+	vm2 := "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-2"
+	srv.addToken("tok-2", vm2)
+	fb2 := firstBootFor(srv, "i-2", "tok-2")
+	fb2.ComputerName, fb2.MachineID = "web-2", vm2
+	writeFirstBoot(t, fbFile, fb2)
+	copied := newTestDaemon(t, root, stateDir, fbFile, testTiming())
+	copied.start(t)
+	eventually(t, "enrollment as the new instance", copied, func() bool { return copied.state(t).MachineID == vm2 })
+	copied.stop(t)
+	st := copied.state(t)
+	if st.InstanceID != "i-2" || st.EnrolledInstanceID != "i-2" || st.Credential != "cred-2" {
+		t.Errorf("state %+v", st)
+	}
+	if !slices.Equal(*copied.hostnames, []string{"web-2"}) || !strings.Contains(copied.logs.String(), "first-boot data names instance i-2, not i-1 as enrolled: enrolling again") {
+		t.Errorf("hostnames %v; log:\n%s", *copied.hostnames, copied.logs.String())
 	}
 }

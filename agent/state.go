@@ -40,6 +40,10 @@ type State struct {
 	// InstanceID is the first-boot instance this machine was provisioned as: provisioning
 	// runs again only for a different one.
 	InstanceID string `json:"instanceId,omitempty"`
+	// EnrolledInstanceID is the first-boot instance whose token made this enrollment;
+	// empty for "gild-agent enroll". First-boot data of another instance (the disk was
+	// copied into a new VM) makes the daemon enroll again.
+	EnrolledInstanceID string `json:"enrolledInstanceId,omitempty"`
 	// RefusedToken is the SHA-256 (hex) of the first-boot enrollment token the server
 	// refused, so that a restarted agent does not offer it again; new first-boot data
 	// brings a new token.
