@@ -322,7 +322,9 @@ func (s *Service) writeAssignmentResult(ctx context.Context, machineID resource.
 		if err := json.Unmarshal(r.Properties, &props); err != nil || props == nil {
 			return false, nil
 		}
-		if h, _ := props["assignmentHash"].(string); h != "" && a.Hash != "" && h != a.Hash {
+		// A result for another version of the assignment (changed since the agent ran it)
+		// is stale: the agent runs the new one at once and reports again.
+		if cur, err := s.opts.Configurations.Agent(id.Name(), r.Properties); err != nil || (a.Hash != "" && cur.Hash != a.Hash) {
 			return false, nil
 		}
 		resources := make([]map[string]any, 0, len(a.Resources))
