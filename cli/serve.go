@@ -44,7 +44,7 @@ func parseLogLevel(s string) (slog.Level, error) {
 
 func (a *app) serveCommand() *cobra.Command {
 	var dataDir, addr, storeURL, logLevel, aliasFile, configFile string
-	var scanInterval, verifyInterval time.Duration
+	var scanInterval, verifyInterval, agentInterval time.Duration
 	var regions []string
 	var agentBinary, accel string
 	cmd := &cobra.Command{
@@ -72,6 +72,7 @@ resources in PostgreSQL instead.`,
 	f.StringArrayVar(&regions, "region", nil, "an image region as NAME=URL (file://, s3://, azblob://, gs://); repeat for more, the first is the home region (default: local, in the data directory)")
 	f.StringVar(&agentBinary, "agent", "", "the gild-agent binary image builds install (default: beside gild, then in PATH)")
 	f.StringVar(&accel, "accel", "", "force image validation VMs onto kvm or tcg (default: probe the host)")
+	f.DurationVar(&agentInterval, "agent-interval", 15*time.Minute, "how often agents report when nothing changes (they report at once when their assignments do)")
 	f.DurationVar(&verifyInterval, "verify-interval", 24*time.Hour, "how often every image replica is read back and checked against its SHA-256 (0 disables)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
 		if configFile != "" {
@@ -101,6 +102,9 @@ resources in PostgreSQL instead.`,
 				}
 			}
 		}
+		if agentInterval < 5*time.Second {
+			return usageErrorf("invalid --agent-interval %s: at least 5s", agentInterval)
+		}
 		if accel != "" && accel != "kvm" && accel != "tcg" {
 			return usageErrorf("invalid --accel %q: use kvm or tcg", accel)
 		}
@@ -121,7 +125,7 @@ resources in PostgreSQL instead.`,
 		defer stop()
 		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log,
 			AliasFile: aliasFile, ScanInterval: scanInterval, Regions: regions, VerifyInterval: verifyEvery(verifyInterval),
-			AgentBinary: agentBinary, Accel: accel})
+			AgentBinary: agentBinary, Accel: accel, AgentInterval: agentInterval})
 	})
 	return cmd
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gildhq/gild/atomicfile"
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/fleet"
 	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/policy"
@@ -57,6 +58,8 @@ type Config struct {
 	Accel string
 	// CacheDir keeps base root filesystems between builds; empty means DataDir/cache.
 	CacheDir string
+	// AgentInterval is how often agents report when nothing changes; 0 means 15 minutes.
+	AgentInterval time.Duration
 }
 
 // ShareKeyFile is the name, in the data directory, of the key that signs share links.
@@ -150,16 +153,27 @@ func Run(ctx context.Context, cfg Config) error {
 	imageBuilder := &pipeline.Builder{CacheDir: filepath.Join(cacheDir, "rootfs"), AgentBinary: agentBinary, SourcesRoot: "/",
 		Accel: cfg.Accel, Gallery: images, Store: st, Writer: controlplane.SystemWriter{Service: cp}}
 	builds.SetSteps(imageBuilder.Steps)
-	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log, Enrichers: []compliance.Enricher{images.Enrich}})
+	machines, err := fleet.New(st, fleet.Options{Logger: log, ReportInterval: cfg.AgentInterval, Configurations: fleet.BuiltinConfigurations{}})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	machines.SetWriter(controlplane.SystemWriter{Service: cp})
+	if err := machines.Load(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	// The gallery's enricher first: the fleet's compares the agent's tattoo with the image
+	// the gallery says a VM runs.
+	engine := compliance.New(compliance.Options{Aliases: aliases, Logger: log, Enrichers: []compliance.Enricher{images.Enrich, machines.Enrich}})
 	policies, err := compliance.NewService(ctx, engine, st, cp.Tree)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	policies.Interval = cfg.ScanInterval
 	images.SetReevaluate(policies.Enqueue)
+	machines.SetReevaluate(policies.Enqueue)
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	// The gallery goes first: it fills in a VM's exact image version for policies to see.
-	cp.SetHooks(controlplane.Chain(images, builds, policies))
+	cp.SetHooks(controlplane.Chain(images, builds, machines, policies))
 	if err := builds.Recover(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -173,7 +187,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds}),
+		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -184,6 +198,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go cp.Run(runCtx)
 	go policies.Run(runCtx)
 	go images.Run(runCtx)
+	go machines.Run(runCtx)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
