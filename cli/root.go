@@ -150,6 +150,7 @@ Run 'gild serve' to start a server, 'gild login' to point this CLI at one, then
 		a.policyCommand(),
 		a.complianceCommand(),
 		a.imageCommand(),
+		a.vmCommand(), a.machineCommand(), a.guestConfigCommand(),
 	)
 	return root
 }
