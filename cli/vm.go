@@ -300,8 +300,23 @@ func parseTags(flags []string) (map[string]string, []string) {
 	return tags, problems
 }
 
+// validHostname reports whether h can be a Linux host name, as Azure checks a computer
+// name: at most 64 characters of dot-separated labels of letters, digits and inner
+// hyphens, not only digits. The VM's name becomes its computer name.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 64 || strings.Trim(h, "0123456789.") == "" {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
 var (
-	// hostLabel is a host name label: the VM's name becomes its computer name.
+	// hostLabel is one label of a host name.
 	hostLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	// linuxUser is a portable Linux user name.
 	linuxUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
@@ -359,8 +374,8 @@ func (f *vmCreateFlags) plan(name, home string) (resource.ID, *vmCreateBody, err
 	id, err := vmRef(name, f.rg)
 	if err != nil {
 		add("%s", err)
-	} else if !hostLabel.MatchString(id.Name()) {
-		add("VM name %q is also its host name (osProfile.computerName): use letters, digits and '-', at most 63, not starting or ending with '-'", id.Name())
+	} else if !validHostname(id.Name()) {
+		add("VM name %q is also its host name (osProfile.computerName): use at most 64 letters, digits, '-' and '.', not only digits, with no label starting or ending with '-'", id.Name())
 	}
 
 	switch ref, err := parseImageRef(strings.TrimSpace(f.image), false); {
@@ -535,9 +550,11 @@ type instanceView struct {
 		DisplayStatus string `json:"displayStatus"`
 		Message       string `json:"message"`
 	} `json:"statuses"`
-	Accel      string `json:"accel"`
-	SSHAddress string `json:"sshAddress"`
-	StartedAt  string `json:"startedAt"`
+	Accel        string `json:"accel"`
+	AccelReason  string `json:"accelReason"`
+	SSHAddress   string `json:"sshAddress"`
+	StartedAt    string `json:"startedAt"`
+	ImageVersion string `json:"imageVersion"`
 }
 
 // power is the power state without Azure's "PowerState/" prefix.
@@ -1027,7 +1044,11 @@ with null for what there is not yet.`,
 				}
 				t.row("  "+orDash(s.Code), line)
 			}
-			t.row("accel", orDash(iv.Accel))
+			accel := orDash(iv.Accel)
+			if iv.AccelReason != "" {
+				accel += " (" + iv.AccelReason + ")"
+			}
+			t.row("accel", accel)
 			t.row("sshAddress", orDash(iv.SSHAddress))
 			t.row("startedAt", orDash(iv.StartedAt))
 		}

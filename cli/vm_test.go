@@ -277,6 +277,9 @@ func TestVMUsageErrors(t *testing.T) {
 		{[]string{"vm", "create", "api-1", "-g", testRG, "--image", testDef, "--timeout", "1m"}, []string{"--timeout is how long --wait waits"}},
 		{[]string{"vm", "create", "api-1", "-g", testRG, "--image", testDef, "--wait", "--timeout", "0s"}, []string{"--timeout must be positive"}},
 		{[]string{"vm", "create", "api_1", "-g", testRG, "--image", testDef}, []string{`VM name "api_1" is also its host name`}},
+		{[]string{"vm", "create", "-g", testRG, "--image", testDef, "--", "-api"}, []string{`VM name "-api" is also its host name`}},
+		{[]string{"vm", "create", "1234", "-g", testRG, "--image", testDef}, []string{`VM name "1234" is also its host name`}},
+		{[]string{"vm", "create", "a..b", "-g", testRG, "--image", testDef}, []string{`VM name "a..b" is also its host name`}},
 		{[]string{"vm", "create", "api-1", "--image", testDef}, []string{`VM "api-1" is a name: give its resource group with --resource-group RG-ID (-g)`}},
 		{[]string{"vm", "create", "api-1", "-g", "/subscriptions/payments", "--image", testDef}, []string{`--resource-group "/subscriptions/payments" is a Microsoft.Resources/subscriptions, not a resource group ID`}},
 		{[]string{"vm", "create", "api-1", "-g", testRG, "--image", "debian@latest", "--tag", "x", "--size", "big one"},
@@ -658,7 +661,7 @@ func TestVMShowFake(t *testing.T) {
 	f := newFakeAPI(t, map[string]http.HandlerFunc{
 		"GET " + testVM: jsonReply(200, fakeVM("Succeeded", "")),
 		"GET " + testVM + "/instanceView": jsonReply(200, `{"powerState":"running","statuses":[{"code":"PowerState/running","displayStatus":"VM running"}],
-			"accel":"tcg","sshAddress":"127.0.0.1:2222","startedAt":"2026-11-24T10:00:00Z","pid":4242}`),
+			"accel":"tcg","accelReason":"KVM: permission denied","sshAddress":"127.0.0.1:2222","startedAt":"2026-11-24T10:00:00Z","pid":4242}`),
 		"GET " + testVM + "/agentStatus": jsonReply(200, `{"machineId":"`+testVM+`","enrolledAt":"2026-11-24T10:00:20Z","lastHeartbeat":"2026-11-24T10:15:20Z",
 			"status":"Connected","facts":{"hostname":"api-1","kernel":"6.1.0-28-amd64","osRelease":{"PRETTY_NAME":"Debian GNU/Linux 12 (bookworm)"},"agentVersion":"0.9.0"},
 			"tattoo":{"imageDefinition":"`+testDef+`","imageVersion":"1.1.0","buildDate":"2026-11-01T00:00:00Z"}}`),
@@ -667,7 +670,7 @@ func TestVMShowFake(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("vm show: %s", r)
 	}
-	for _, want := range []string{"power ", "running", "PowerState/running ", "VM running", "accel ", "tcg", "sshAddress ", "127.0.0.1:2222",
+	for _, want := range []string{"power ", "running", "PowerState/running ", "VM running", "accel ", "tcg (KVM: permission denied)", "sshAddress ", "127.0.0.1:2222",
 		"agent ", "Connected", "lastHeartbeat ", "2026-11-24T10:15:20Z", "os ", "Debian GNU/Linux 12 (bookworm)", "kernel ", "6.1.0-28-amd64",
 		"tattoo ", "debian-12@1.1.0, built 2026-11-01T00:00:00Z", "agentVersion ", "0.9.0"} {
 		if !strings.Contains(r.stdout, want) {
