@@ -1,7 +1,10 @@
-// Package agent is gild's in-guest agent: it runs a check set inside a VM and reports the
+// Package agent is gild's in-guest agent. It runs a check set inside a VM and reports the
 // results, as agentproto messages over the validation channel (Validate) or for a person
-// at a terminal (Main, the gild-agent command line). It imports only the standard library,
-// check and agentproto, so that the agent binary stays small and static.
+// at a terminal (Main, the gild-agent command line). As a daemon (Daemon, "gild-agent
+// run") it provisions a VM from its first-boot data, enrolls with the gild server, runs
+// the machine's assignments (audit, apply once, or auto-correct) and reports them,
+// spooling reports on disk while the server is out of reach. It imports only the standard
+// library, check and agentproto, so that the agent binary stays small and static.
 package agent
 
 import (
