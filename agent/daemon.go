@@ -63,6 +63,7 @@ type Daemon struct {
 	store         *stateStore
 	spool         spool
 	firstBootSeen bool // the fw_cfg item was waited for once already
+	moduleLoaded  bool // modprobe qemu_fw_cfg ran once already
 }
 
 // Errors that end serve and send Run back to enrollment.
@@ -158,7 +159,7 @@ func (d *Daemon) loadState() (State, error) {
 // first: it forgets the enrollment, and again says to go back to enrollment. An instance
 // whose provisioning failed is provisioned again.
 func (d *Daemon) reconcileInstance(ctx context.Context, st State) (again bool, err error) {
-	fb, source, err := d.System.readFirstBoot(ctx, d.FirstBootFile, 0)
+	fb, source, err := d.firstBoot(ctx, 0)
 	if err != nil {
 		return false, nil // no first-boot data, or none usable: nothing to reconcile
 	}
@@ -187,6 +188,15 @@ func (d *Daemon) provisionInstance(ctx context.Context, fb agentproto.FirstBoot,
 	}
 	_, err = d.store.update(func(s *State) error { s.InstanceID = fb.InstanceID; return nil })
 	return err
+}
+
+// firstBoot reads the machine's first-boot data. qemu_fw_cfg is loaded at the first look
+// only: a machine that is not a gild VM looks every NotEnrolledRecheck, and a module that
+// did not load once will not load later.
+func (d *Daemon) firstBoot(ctx context.Context, wait time.Duration) (agentproto.FirstBoot, string, error) {
+	load := !d.moduleLoaded
+	d.moduleLoaded = true
+	return d.System.readFirstBoot(ctx, d.FirstBootFile, wait, load)
 }
 
 // forget drops the machine identity whose credential is credential, and its spool.
@@ -230,7 +240,7 @@ func (d *Daemon) waitForEnrollment(ctx context.Context) error {
 		if !d.firstBootSeen {
 			wait, d.firstBootSeen = d.Timing.FirstBootWait, true
 		}
-		fb, source, err := d.System.readFirstBoot(ctx, d.FirstBootFile, wait)
+		fb, source, err := d.firstBoot(ctx, wait)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()

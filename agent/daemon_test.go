@@ -538,7 +538,7 @@ func TestNotEnrolledWaitsForEnroll(t *testing.T) {
 	if n := strings.Count(td.logs.String(), "not enrolled"); n != 1 {
 		t.Errorf("logged %d times:\n%s", n, td.logs.String())
 	}
-	if calls := td.runner.Calls(); len(calls) == 0 || calls[0] != "modprobe -q qemu_fw_cfg" {
+	if calls := td.runner.Calls(); !slices.Equal(calls, []string{"modprobe -q qemu_fw_cfg"}) {
 		t.Errorf("programs run %q", calls)
 	}
 	var stdout, stderr bytes.Buffer

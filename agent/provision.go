@@ -85,13 +85,14 @@ const maxFirstBootBytes = 1 << 20
 var errNoFirstBoot = errors.New("no first-boot data")
 
 // readFirstBoot reads first-boot data from file, or when file is empty from QEMU's
-// fw_cfg, waiting up to wait for the item to appear (the module loads while the system
-// boots). It returns the data's source, for logs, and errNoFirstBoot when there is none.
-func (s System) readFirstBoot(ctx context.Context, file string, wait time.Duration) (agentproto.FirstBoot, string, error) {
+// fw_cfg, loading qemu_fw_cfg first when loadModule says so, and waiting up to wait for
+// the item to appear (the module loads while the system boots). It returns the data's
+// source, for logs, and errNoFirstBoot when there is none.
+func (s System) readFirstBoot(ctx context.Context, file string, wait time.Duration, loadModule bool) (agentproto.FirstBoot, string, error) {
 	source := file
 	if file == "" {
 		source = s.path(fwCfgFirstBoot)
-		if s.Live {
+		if s.Live && loadModule {
 			// Best effort: the image loads the module at boot (modules-load.d), and a kernel
 			// with it built in has nothing to load.
 			_ = s.run(ctx, "modprobe", "-q", "qemu_fw_cfg")
