@@ -146,7 +146,7 @@ func writeStatus(w io.Writer, st State, spooled int, interval time.Duration, now
 	fmt.Fprintf(tw, "instance:\t%s\n", orNone(st.InstanceID))
 	fmt.Fprintf(tw, "report every:\t%s\n", interval)
 	fmt.Fprintf(tw, "last report:\t%s\n", when(st.LastReport))
-	fmt.Fprintf(tw, "spooled:\t%d reports\n", spooled)
+	fmt.Fprintf(tw, "spooled reports:\t%d\n", spooled)
 	fmt.Fprintf(tw, "pending events:\t%d\n", len(st.PendingEvents))
 	if st.Assignments == nil {
 		fmt.Fprintf(tw, "assignments:\tnone received yet\n")

@@ -560,7 +560,9 @@ func TestFirstBootFromFwCfg(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.addToken("tok", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-1")
 	root := guestRoot(t)
-	td := newTestDaemon(t, root, t.TempDir(), "", testTiming())
+	timing := testTiming()
+	timing.FirstBootWait = 5 * time.Second // the data appears within it, however slow the machine
+	td := newTestDaemon(t, root, t.TempDir(), "", timing)
 	td.start(t)
 	time.Sleep(50 * time.Millisecond)
 	writeFirstBoot(t, filepath.Join(root, fwCfgFirstBoot), firstBootFor(srv, "i-9", "tok"))
@@ -723,7 +725,7 @@ func TestAssignmentChangeRunsAtOnce(t *testing.T) {
 	if status := runStatus([]string{"--state-dir", td.StateDir}, &stdout, &bytes.Buffer{}); status != ExitOK {
 		t.Errorf("status exit %d", status)
 	}
-	for _, want := range []string{"machine:         /subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/m1", "spooled:         0 reports", "assignments:     1 (ETag 2)", "ssh         ApplyAndAutoCorrect  Compliant  0"} {
+	for _, want := range []string{"machine:          /subscriptions/s/resourceGroups/rg/providers/Microsoft.HybridCompute/machines/m1", "assignments:      1 (ETag 2)", "ssh         ApplyAndAutoCorrect  Compliant  0"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, stdout.String())
 		}
@@ -889,5 +891,43 @@ func TestInstanceChanges(t *testing.T) {
 	}
 	if !slices.Equal(*copied.hostnames, []string{"web-2"}) || !strings.Contains(copied.logs.String(), "first-boot data names instance i-2, not i-1 as enrolled: enrolling again") {
 		t.Errorf("hostnames %v; log:\n%s", *copied.hostnames, copied.logs.String())
+	}
+}
+
+func TestWriteStatus(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	st := State{Server: "http://10.0.2.2:8080", MachineID: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-1",
+		Credential: "c", EnrolledAt: now.Add(-time.Hour), InstanceID: "i-1", LastReport: now.Add(-90 * time.Second),
+		PendingEvents: []agentproto.Event{{ID: "e"}},
+		Assignments: &agentproto.Assignments{ETag: "7", Assignments: []agentproto.Assignment{
+			{Name: "ssh", Hash: "h2", AssignmentType: agentproto.AssignmentAudit},
+			{Name: "motd", Hash: "m1", AssignmentType: agentproto.AssignmentApplyAndMonitor},
+			{Name: "new", Hash: "n1"},
+		}},
+		LastRuns: []RunSummary{
+			{Name: "ssh", Hash: "h2", ComplianceStatus: "NonCompliant", NonCompliant: 2, Time: now.Add(-time.Minute)},
+			{Name: "motd", Hash: "m0", ComplianceStatus: "Compliant", Time: now.Add(-time.Minute)}, // an older hash: stale
+		}}
+	var out bytes.Buffer
+	if err := writeStatus(&out, st, 3, 15*time.Minute, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `machine:          /subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/web-1
+server:           http://10.0.2.2:8080
+enrolled:         2026-11-24T11:00:00Z (1h0m0s ago)
+instance:         i-1
+report every:     15m0s
+last report:      2026-11-24T11:58:30Z (1m30s ago)
+spooled reports:  3
+pending events:   1
+assignments:      3 (ETag 7)
+
+ASSIGNMENT  TYPE             STATUS        NON-COMPLIANT  LAST RUN
+ssh         Audit            NonCompliant  2              2026-11-24T11:59:00Z
+motd        ApplyAndMonitor  Pending       -              never
+new         (none)           Pending       -              never
+`
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
