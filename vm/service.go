@@ -47,8 +47,9 @@ type Writer interface {
 type Options struct {
 	// Dir is the data directory: VMs go to Dir/vms, cached images to Dir/vm-images.
 	Dir string
-	// RuntimeDir holds each running VM's sockets, in a short directory; os.TempDir() when
-	// empty.
+	// RuntimeDir holds each running VM's sockets, in a short directory: a unix socket's
+	// path takes at most 107 bytes. When empty: $XDG_RUNTIME_DIR, else /run/gild for root,
+	// else os.TempDir() (which a tmp cleaner may age; /run is not aged).
 	RuntimeDir string
 	Logger     *slog.Logger
 	// Accel forces "kvm" or "tcg"; "" chooses from the host, falling back to TCG when KVM
@@ -131,7 +132,10 @@ func New(st store.Store, images *gallery.Service, opts Options) (*Service, error
 		s.now = time.Now
 	}
 	if s.runRoot == "" {
-		s.runRoot = os.TempDir()
+		s.runRoot = defaultRuntimeDir()
+	}
+	if n := len(s.machineByKey(strings.Repeat("0", 16)).consoleSock()); n > 107 {
+		return nil, fmt.Errorf("vm: RuntimeDir %s is too long: a VM's socket paths would take %d bytes, and unix sockets take at most 107", s.runRoot, n)
 	}
 	if s.opts.StopGrace <= 0 {
 		s.opts.StopGrace = time.Minute
@@ -170,6 +174,18 @@ func New(st store.Store, images *gallery.Service, opts Options) (*Service, error
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
+}
+
+func defaultRuntimeDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		if err := os.MkdirAll("/run/gild", 0o700); err == nil {
+			return "/run/gild"
+		}
+	}
+	return os.TempDir()
 }
 
 // SetWriter sets how the service records provisioning outcomes.
@@ -539,6 +555,8 @@ func (s *Service) bringUp(ctx context.Context, id resource.ID, r *resource.Resou
 	}
 	st.Name, st.Size, st.CPUs, st.MemoryMiB = r.Name, sp.Size.Name, sp.Size.CPUs, sp.Size.MemoryMiB
 	st.Desired = PowerRunning
+	s.setTransition(m.key, PowerStarting)
+	defer s.setTransition(m.key, "")
 	if st.Image == "" || !fileExists(st.Image) {
 		v, err := sp.imageVersion()
 		if err != nil {
@@ -561,8 +579,6 @@ func (s *Service) bringUp(ctx context.Context, id resource.ID, r *resource.Resou
 			return err
 		}
 	}
-	s.setTransition(m.key, PowerStarting)
-	defer s.setTransition(m.key, "")
 	return step(ErrStart, s.rt.start(ctx, m, st))
 }
 

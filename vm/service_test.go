@@ -596,3 +596,18 @@ func TestARunningVMIsNeverConfusedWithAnotherProcess(t *testing.T) {
 		t.Errorf("instance view %+v", iv)
 	}
 }
+
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	_, err := New(nil, nil, Options{Accel: "hvf"})
+	for _, want := range []string{"Dir: a data directory is required", "images: a gallery is required", "Enroll: an Enroller is required", "ServerURL: required", `Accel: "hvf"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	h := newHarness(t, false, nil, nil)
+	opts := h.opts
+	opts.RuntimeDir = "/tmp/" + strings.Repeat("r", 80)
+	if _, err := New(h.st, h.images, opts); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("a runtime directory too long for sockets: %v", err)
+	}
+}
