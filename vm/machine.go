@@ -132,6 +132,14 @@ func (m *machine) pid() (int, bool) {
 	return pid, true
 }
 
+// guestPoweredOff reports whether the console's last line is the kernel's last words at a
+// power-off: the guest shut itself down (someone ran poweroff in it), which is not a
+// crash to recover from.
+func (m *machine) guestPoweredOff() bool {
+	lines := strings.Split(strings.TrimSpace(consoleTail(m.consoleLog())), "\n")
+	return strings.Contains(lines[len(lines)-1], "reboot: Power down")
+}
+
 // ensureRunDir makes the runtime directory, mode 0700, and refuses one that is not this
 // user's own private directory: it sits in a shared temporary directory, where someone
 // else could have made it first to catch the sockets.

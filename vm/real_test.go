@@ -150,6 +150,11 @@ func TestRealVMLifecycle(t *testing.T) {
 		t.Errorf("QEMU (pid %d) still runs after Stop", pid)
 	}
 	t.Logf("stopped in %s (grace %s)", stopped.Round(time.Millisecond), grace)
+	// A real kernel's last words at a power-off, by which Recover tells a guest that shut
+	// itself down from a crash.
+	if os.Getenv("GILD_VM_TEST_IMAGE") != "" && !m.guestPoweredOff() {
+		t.Errorf("the console does not end with the kernel's power-off line:\n%s", consoleTail(m.consoleLog()))
+	}
 	fi, _ := os.Stat(m.consoleLog())
 	size := fi.Size()
 

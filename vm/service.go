@@ -303,6 +303,11 @@ func (s *Service) BeforeWrite(ctx context.Context, _ store.Tx, _ *resource.Hiera
 	if err != nil {
 		return nil, err
 	}
+	if ir := imageRef(props); old == nil && ir != nil && ir["id"] == nil && ir["publisher"] != nil {
+		// A marketplace image reference (publisher, offer, sku): a record of a VM that runs
+		// elsewhere, kept for its policies; gild runs only VMs from its gallery's images.
+		return next, nil
+	}
 	var was map[string]any
 	if old != nil {
 		if was, err = decodeProps(old.Properties); err != nil {
@@ -824,6 +829,8 @@ func (s *Service) InstanceView(ctx context.Context, id resource.ID) (*InstanceVi
 }
 
 // ConsolePath is the file VM id's serial console is logged to, appended to across boots.
+// Like ConsoleSocket it does not look the VM up: the caller has read it (and checked the
+// caller's right to) first.
 func (s *Service) ConsolePath(id resource.ID) string { return s.machine(id.String()).consoleLog() }
 
 // ConsoleSocket is the unix socket to attach to VM id's serial console while it runs:
@@ -834,7 +841,8 @@ func (s *Service) ConsoleSocket(id resource.ID) string { return s.machine(id.Str
 // Recover brings this server's VMs in line with the store after the server (re)starts. A
 // VM whose QEMU still runs is left running; one that should run and does not is started
 // again on the same disk, with the same instance (the guest does not provision itself
-// again); one whose provisioning was cut short is provisioned; the files of VMs no longer
+// again), unless its guest powered itself off (it stays stopped, as on Azure); one whose
+// provisioning was cut short is provisioned; the files of VMs no longer
 // in the store are removed, their QEMU killed. Starts go on in the background (Wait).
 func (s *Service) Recover(ctx context.Context) error {
 	vms, err := store.ListAll(ctx, s.store, store.ListQuery{Type: TypeVM})
@@ -926,6 +934,15 @@ func (s *Service) recoverOne(ctx context.Context, id resource.ID) {
 		return
 	}
 	if st.Desired != PowerRunning {
+		return
+	}
+	if m.guestPoweredOff() {
+		// As on Azure, a VM shut down from inside stays stopped.
+		st.Desired = PowerStopped
+		if err := m.saveState(st); err != nil {
+			s.log.Error("vm: recover", "vm", id.String(), "err", err)
+		}
+		s.log.Info("vm: the guest powered itself off; it stays stopped", "vm", id.String())
 		return
 	}
 	s.log.Info("vm: starting a VM that should run", "vm", id.String())

@@ -476,6 +476,14 @@ func TestRecoverStartsWhatShouldRunAndRemovesWhatIsGone(t *testing.T) {
 	if err := h.vms.Stop(h.ctx, stopped); err != nil {
 		t.Fatal(err)
 	}
+	// Someone ran poweroff inside this one.
+	selfoff := h.createVM("selfoff", "local", vmProps(h.def.String()))
+	if err := qemu.QMPPowerdown(h.ctx, h.vms.machine(selfoff.String()).qmpSocket()); err != nil {
+		t.Fatal(err)
+	}
+	for h.view(selfoff).PowerState != PowerStopped {
+		time.Sleep(50 * time.Millisecond)
+	}
 	keepState := h.state(keep)
 	gonePID := h.view(gone).PID
 	goneDir := h.vms.machine(gone.String())
@@ -503,11 +511,14 @@ func TestRecoverStartsWhatShouldRunAndRemovesWhatIsGone(t *testing.T) {
 	h.restart()
 	iv := h.view(keep)
 	st := h.state(keep)
-	if iv.PowerState != PowerRunning || st.InstanceID != keepState.InstanceID || h.enroll.count() != 3 {
+	if iv.PowerState != PowerRunning || st.InstanceID != keepState.InstanceID || h.enroll.count() != 4 {
 		t.Errorf("keep after recovery: %+v, instance %s (was %s), enrollments %d", iv, st.InstanceID, keepState.InstanceID, h.enroll.count())
 	}
 	if iv := h.view(stopped); iv.PowerState != PowerStopped {
 		t.Errorf("a stopped VM was started: %+v", iv)
+	}
+	if iv, st := h.view(selfoff), h.state(selfoff); iv.PowerState != PowerStopped || st.Desired != PowerStopped {
+		t.Errorf("a VM whose guest powered itself off was started again: %+v, desired %s", iv, st.Desired)
 	}
 	if _, err := os.Stat(goneDir.dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the deleted VM's files are still there: %v", err)
