@@ -10,6 +10,11 @@
 // VM's disk, QEMU starts detached, and the outcome lands in properties.provisioningState
 // (Succeeded, or Failed with properties.provisioningError) through the control plane.
 //
+// A VM whose image reference names a marketplace image (publisher, offer, sku) instead of a
+// gallery image is a record of a VM that runs elsewhere, kept for its policies: it is
+// neither checked nor run, and neither is a VM stored before gild ran VMs (it has no
+// properties.vmId).
+//
 // What the Service does is decided from the store and the VM's directory, not from memory,
 // so every step can be done again: a server killed halfway resumes in Recover, and a VM
 // that failed to start is started again by Start with the disk it already has. On disk,

@@ -622,3 +622,31 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		t.Errorf("a runtime directory too long for sockets: %v", err)
 	}
 }
+
+func TestMarketplaceVMsAreRecordsOnly(t *testing.T) {
+	h := newHarness(t, false, nil, nil)
+	id := h.createVM("legacy-1", "local", `{"hardwareProfile":{"vmSize":"Standard_E64s_v5"},
+		"storageProfile":{"imageReference":{"publisher":"RedHat","offer":"RHEL","sku":"8","version":"latest"}}}`)
+	p := h.props(id)
+	if p["vmId"] != nil || p["provisioningState"] != nil {
+		t.Errorf("a record got %v, %v", p["vmId"], p["provisioningState"])
+	}
+	if _, err := os.Stat(h.vms.machine(id.String()).dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a record got a VM directory: %v", err)
+	}
+	if err := h.vms.Start(h.ctx, id); resource.CodeOf(err) != CodeOperationNotAllowed {
+		t.Errorf("starting a record: %v", err)
+	}
+	// An update of the record stays a record, whatever it says.
+	if _, err := h.put(id.String(), "local", `{"storageProfile":{"imageReference":{"id":"`+h.def.String()+`"}}}`); err != nil {
+		t.Fatal(err)
+	}
+	h.vms.Wait()
+	if p := h.props(id); p["vmId"] != nil {
+		t.Errorf("an updated record is run: %v", p)
+	}
+	// No image at all is no record: it is refused.
+	if _, err := h.put(h.rg.Child(TypeVM, "x").String(), "local", `{"storageProfile":{"imageReference":{"sku":"8"}}}`); err == nil || !strings.Contains(err.Error(), "gallery only") {
+		t.Errorf("a VM without an image: %v", err)
+	}
+}
