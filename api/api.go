@@ -29,6 +29,7 @@ import (
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
+	"github.com/gildhq/gild/vm"
 )
 
 // DefaultMaxBody is the largest request body accepted, as in ARM (4 MiB).
@@ -47,6 +48,10 @@ type Options struct {
 	Gallery *gallery.Service
 	// Pipeline serves template runs and their logs; nil leaves them out.
 	Pipeline *pipeline.Service
+	// VMs runs VMs: power actions, instance views and consoles; nil leaves them out.
+	VMs *vm.Service
+	// Refresher replaces due cattle; nil leaves the refresh action out.
+	Refresher *vm.Refresher
 	// Fleet serves the agents' protocol, enrollment tokens and machine events; nil leaves
 	// them out.
 	Fleet *fleet.Service
@@ -59,6 +64,8 @@ type Server struct {
 	gallery    *gallery.Service
 	pipeline   *pipeline.Service
 	fleet      *fleet.Service
+	refresher  *vm.Refresher
+	vms        *vm.Service
 	log        *slog.Logger
 	maxBody    int64
 	metrics    *Metrics
@@ -67,7 +74,7 @@ type Server struct {
 
 // New returns the API over the control plane cp.
 func New(cp *controlplane.Service, opts Options) *Server {
-	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, fleet: opts.Fleet, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
+	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, fleet: opts.Fleet, refresher: opts.Refresher, vms: opts.VMs, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -154,7 +161,7 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) || s.machineRoute(w, r, caller, path) {
+	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) || s.machineRoute(w, r, caller, path) || s.vmRoute(w, r, caller, path) {
 		return
 	}
 	if scope, set, op, ok := insightsPath(path); ok {

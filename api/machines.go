@@ -28,7 +28,6 @@ func (s *Server) agentRoutes() {
 	s.mux.HandleFunc("GET "+agentproto.PathAssignments, s.agentAssignments)
 }
 
-
 func (s *Server) decodeAgent(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -99,13 +98,13 @@ func (s *Server) agentAssignments(w http.ResponseWriter, r *http.Request) {
 		// The server's write timeout must not cut a held request short.
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + time.Minute))
 	}
-	etag := r.Header.Get("If-None-Match")
+	etag := strings.Trim(strings.TrimPrefix(strings.TrimSpace(r.Header.Get("If-None-Match")), "W/"), `"`)
 	a, changed, err := s.fleet.Assignments(r.Context(), id, etag, wait)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("ETag", a.ETag)
+	w.Header().Set("ETag", `"`+a.ETag+`"`)
 	if !changed && etag != "" {
 		w.WriteHeader(http.StatusNotModified)
 		return

@@ -45,7 +45,8 @@ func (s *Service) load(ctx context.Context, machineID resource.ID) (agentproto.A
 	for _, a := range out.Assignments {
 		fmt.Fprintf(h, "%s %s\n", a.Name, a.Hash)
 	}
-	out.ETag = `"` + hex.EncodeToString(h.Sum(nil)[:12]) + `"`
+	// Bare, as gild's API shows ETags in bodies; HTTP quotes it in its header.
+	out.ETag = hex.EncodeToString(h.Sum(nil)[:12])
 	s.mu.Lock()
 	s.etags[machineID.Key()] = out.ETag
 	s.mu.Unlock()

@@ -152,7 +152,8 @@ func TestKilledMidWrite(t *testing.T) {
 					return
 				default:
 				}
-				id := fmt.Sprintf("/subscriptions/pay/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/w%d-%05d", w, i)
+				// Disks: no hook acts on them, so the test measures the store's writes alone.
+				id := fmt.Sprintf("/subscriptions/pay/resourceGroups/prod/providers/Microsoft.Compute/disks/w%d-%05d", w, i)
 				code, body, err := c.do(t, token, "PUT", id, map[string]any{"location": "local", "tags": map[string]string{"i": fmt.Sprint(i)}})
 				if err != nil {
 					return // the server is gone
@@ -232,7 +233,7 @@ func TestKilledMidWrite(t *testing.T) {
 			break
 		}
 	}
-	page, err := st.List(ctx, store.ListQuery{Type: "Microsoft.Compute/virtualMachines", Limit: store.MaxPageSize})
+	page, err := st.List(ctx, store.ListQuery{Type: "Microsoft.Compute/disks", Limit: store.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}

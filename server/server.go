@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,8 +24,10 @@ import (
 	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/policy"
+	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
+	"github.com/gildhq/gild/vm"
 
 	// The PostgreSQL backend registers itself for postgres:// URLs.
 	_ "github.com/gildhq/gild/store/postgres"
@@ -172,9 +175,24 @@ func Run(ctx context.Context, cfg Config) error {
 	images.SetReevaluate(policies.Enqueue)
 	machines.SetReevaluate(policies.Enqueue)
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
-	// The gallery goes first: it fills in a VM's exact image version for policies to see.
-	cp.SetHooks(controlplane.Chain(images, builds, machines, policies))
+	vms, err := vm.New(st, images, vm.Options{Dir: dataDir, Logger: log, Accel: cfg.Accel, Enroll: machines,
+		ServerURL: func() string { return vm.GuestURL(ln.Addr().String()) }})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer vms.Close()
+	vms.SetWriter(controlplane.SystemWriter{Service: cp})
+	refresher := &vm.Refresher{Store: st, Gallery: images, Writer: controlplane.SystemWriter{Service: cp},
+		Ready: func(ctx context.Context, id resource.ID) error { return vmReady(ctx, st, machines, id) }}
+	// The gallery goes first: it fills in a VM's exact image version for the VM service
+	// and for policies to see; the VM service completes a VM's properties before the policy
+	// engine judges them.
+	cp.SetHooks(controlplane.Chain(images, builds, vms, machines, policies))
 	if err := builds.Recover(ctx); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	// VMs whose QEMU survived the last server are taken over; the others start again.
+	if err := vms.Recover(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
@@ -187,7 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines}),
+		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines, VMs: vms, Refresher: refresher}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -231,4 +249,36 @@ func redacted(u string) string {
 		return "(unparseable)"
 	}
 	return p.Redacted()
+}
+
+// vmReady waits until a VM has started and its agent has enrolled and reported: what a
+// refresh waits for before it replaces the next VM.
+func vmReady(ctx context.Context, st store.Store, machines *fleet.Service, id resource.ID) error {
+	for {
+		r, err := st.Get(ctx, id)
+		if err == nil {
+			var p struct {
+				ProvisioningState string `json:"provisioningState"`
+				ProvisioningError *struct {
+					Message string `json:"message"`
+				} `json:"provisioningError"`
+			}
+			_ = json.Unmarshal(r.Properties, &p)
+			if p.ProvisioningState == "Failed" {
+				msg := "no reason given"
+				if p.ProvisioningError != nil {
+					msg = p.ProvisioningError.Message
+				}
+				return fmt.Errorf("the VM failed to start: %s", msg)
+			}
+			if status, err := machines.Status(id); p.ProvisioningState == "Succeeded" && err == nil && status.State == "Connected" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the VM's agent did not report: %w", ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -407,7 +407,7 @@ func (s *Service) reconcile(ctx context.Context, id resource.ID) {
 	defer unlock()
 	r, err := s.store.Get(ctx, id)
 	if store.IsNotFound(err) {
-		if m.exists() {
+		if m.exists() || fileExists(m.run) {
 			if err := s.rt.destroy(m); err != nil {
 				s.log.Error("vm: remove a deleted VM", "vm", id.String(), "err", err)
 			} else {
