@@ -667,11 +667,14 @@ func (s *Service) Start(ctx context.Context, id resource.ID) error {
 		return err
 	}
 	defer unlock()
+	// Begun, a start is finished even if the caller goes away: cut short, it would be
+	// recorded as a failure of the VM.
+	ctx = context.WithoutCancel(ctx)
 	if err := s.dropOtherIncarnation(m, sp.VMID); err != nil {
 		return err
 	}
 	err = s.bringUp(ctx, id, r, sp)
-	s.record(context.WithoutCancel(ctx), id, sp.VMID, err)
+	s.record(ctx, id, sp.VMID, err)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", id.Name(), err)
 	}
@@ -691,7 +694,9 @@ func (s *Service) Stop(ctx context.Context, id resource.ID) error {
 		return err
 	}
 	defer unlock()
-	return s.stopLocked(ctx, id, m)
+	// Begun, a stop is finished (StopGrace bounds it) even if the caller goes away: cut
+	// short, it would leave running a VM recorded as stopped.
+	return s.stopLocked(context.WithoutCancel(ctx), id, m)
 }
 
 func (s *Service) stopLocked(ctx context.Context, id resource.ID, m *machine) error {
@@ -727,13 +732,14 @@ func (s *Service) Restart(ctx context.Context, id resource.ID) error {
 		return err
 	}
 	defer unlock()
+	ctx = context.WithoutCancel(ctx) // as Stop and Start
 	if st, _ := m.loadState(); st != nil {
 		if err := s.stopLocked(ctx, id, m); err != nil {
 			return err
 		}
 	}
 	err = s.bringUp(ctx, id, r, sp)
-	s.record(context.WithoutCancel(ctx), id, sp.VMID, err)
+	s.record(ctx, id, sp.VMID, err)
 	if err != nil {
 		return fmt.Errorf("restart %s: %w", id.Name(), err)
 	}

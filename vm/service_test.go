@@ -468,6 +468,20 @@ func TestStopKillsAGuestThatIgnoresThePowerButton(t *testing.T) {
 	}
 }
 
+func TestAStopIsFinishedWhenItsCallerGoesAway(t *testing.T) {
+	h := newHarness(t, false, nil, func(o *Options) { o.StopGrace = time.Second })
+	t.Setenv("GILD_VM_FAKE_MODE", "ignore-powerdown")
+	id := h.createVM("api-1", "local", vmProps(h.def.String()))
+	ctx, cancel := context.WithTimeout(h.ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := h.vms.Stop(ctx, id); err != nil {
+		t.Fatalf("a stop whose caller left: %v", err)
+	}
+	if iv := h.view(id); iv.PowerState != PowerStopped {
+		t.Errorf("a VM recorded as stopped still runs: %+v", iv)
+	}
+}
+
 func TestRecoverStartsWhatShouldRunAndRemovesWhatIsGone(t *testing.T) {
 	h := newHarness(t, false, nil, nil)
 	keep := h.createVM("keep", "local", vmProps(h.def.String()))
