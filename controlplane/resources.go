@@ -192,6 +192,20 @@ func (s *Service) write(ctx context.Context, tx store.Tx, c Caller, id resource.
 		return nil, false, err
 	}
 	tree := s.snap.Load().tree
+	if next.Type == "" || next.Name == "" {
+		// The hooks judge a resource by its type: give them the one its ID names, as the
+		// store will record it, however the writer filled in the body.
+		next = next.Clone()
+		if next.Type == "" {
+			next.Type = id.Type()
+			if info, ok := resource.LookupType(next.Type); ok {
+				next.Type = info.Name
+			}
+		}
+		if next.Name == "" {
+			next.Name = id.Name()
+		}
+	}
 	if s.hooks != nil {
 		admitted, err := s.hooks.BeforeWrite(ctx, tx, tree, old, next)
 		if err != nil {

@@ -124,6 +124,8 @@ func (f *Refresher) dueReasons(ctx context.Context, r *resource.Resource, cycle 
 	state, _ := img["lifecycleState"].(string)
 	behind, _ := img["versionsBehind"].(int64)
 	switch {
+	case state != "" && state != "Active" && behind > 0:
+		reasons = append(reasons, fmt.Sprintf("its image version %s is %s, %d behind the latest", version, state, behind))
 	case state != "" && state != "Active":
 		reasons = append(reasons, fmt.Sprintf("its image version %s is %s", version, state))
 	case behind > 0:
@@ -243,7 +245,7 @@ func (f *Refresher) replace(ctx context.Context, r *resource.Resource) (string, 
 	if err := f.Writer.Delete(ctx, id); err != nil {
 		return "", fmt.Errorf("replace %s: delete the old VM: %w", id, err)
 	}
-	next := &resource.Resource{ID: r.ID, Location: r.Location, Tags: r.Tags, Zones: r.Zones, Properties: body}
+	next := &resource.Resource{ID: r.ID, Name: r.Name, Type: r.Type, Location: r.Location, Tags: r.Tags, Zones: r.Zones, Properties: body}
 	if err := f.Writer.Put(ctx, next); err != nil {
 		return "", fmt.Errorf("replace %s: create the new VM (the old one is gone): %w", id, err)
 	}
@@ -256,7 +258,7 @@ func (f *Refresher) replace(ctx context.Context, r *resource.Resource) (string, 
 			keep["guestConfiguration"] = gc
 		}
 		raw, _ := json.Marshal(keep)
-		if err := f.Writer.Put(ctx, &resource.Resource{ID: a.ID, Properties: raw}); err != nil {
+		if err := f.Writer.Put(ctx, &resource.Resource{ID: a.ID, Name: a.Name, Type: a.Type, Properties: raw}); err != nil {
 			errs = append(errs, fmt.Errorf("assignment %s: %w", a.ID, err))
 		}
 	}
