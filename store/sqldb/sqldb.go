@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
@@ -140,9 +141,22 @@ func (db *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
 	sort.Strings(names)
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: migrate: begin: %w", db.classify(err, "schema"))
+	// Several processes opening a new database at once race to set it up: SQLite answers
+	// "busy" while another connection switches the file to WAL, without waiting on the busy
+	// timeout. Such a start is retried for a while; the migrations themselves are then
+	// serialised by the write lock.
+	var tx *sql.Tx
+	for attempt := 0; ; attempt++ {
+		tx, err = db.write.BeginTx(ctx, nil)
+		if err == nil {
+			break
+		}
+		cerr := db.classify(err, "schema")
+		var re *resource.Error
+		if attempt >= 100 || !errors.As(cerr, &re) || re.Code != resource.CodeStoreUnavailable || ctx.Err() != nil {
+			return fmt.Errorf("store: migrate: begin: %w", cerr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	defer tx.Rollback()
 	if db.d.LockMigrate != "" {
