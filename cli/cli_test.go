@@ -40,6 +40,9 @@ func newHarness(t *testing.T, configure ...func(*server.Config)) *harness {
 		Addr:    "127.0.0.1:0",
 		Logger:  slog.New(slog.DiscardHandler),
 		Ready:   func(addr string) { ready <- addr },
+		// Tests that do not boot VMs keep them as records: a VM from a test's fake image
+		// would otherwise spin in its firmware for the rest of the run.
+		NoVMs: true,
 	}
 	for _, c := range configure {
 		c(&cfg)

@@ -32,7 +32,15 @@ demo_pid() {
   printf '%s\n' "$pid"
 }
 
+# stop stops the demo server and its VMs.
 stop() {
+  stop_server
+  stop_vms
+}
+
+# stop_server stops the demo server; its VMs keep running, and the next server takes them
+# over.
+stop_server() {
   local pid
   if ! pid=$(demo_pid); then
     rm -f "$pidfile"
@@ -49,6 +57,19 @@ stop() {
   fi
   rm -f "$pidfile"
   say "Stopped the demo server (pid $pid)."
+}
+
+# stop_vms kills the demo's VMs: QEMU runs detached from the server (VMs outlive a server
+# restart), so stopping the server leaves them running.
+stop_vms() {
+  local n=0 p
+  for p in /proc/[0-9]*; do
+    [[ -r $p/cmdline ]] || continue
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "qemu-system.*$data/vms/"; then
+      kill -KILL "${p#/proc/}" 2>/dev/null && n=$((n + 1))
+    fi
+  done
+  ((n == 0)) || say "Stopped $n demo VM(s)."
 }
 
 # port_open reports whether something accepts connections on the demo port.
@@ -79,8 +100,8 @@ start() {
   mkdir -p "$data"
   chmod 700 "$data"
   if demo_pid >/dev/null; then
-    say "Stopping the previous demo server..."
-    stop
+    say "Stopping the previous demo server (its VMs keep running)..."
+    stop_server
   fi
   if port_open; then
     die "port $port on $host is already in use by another program, so the demo server cannot start there. Stop that program (see: ss -ltnp 'sport = :$port') and run make demo again."
@@ -190,16 +211,33 @@ EOF
 EOF
 
   if [[ $(id -u) -eq 0 ]]; then
-    # Two VMs from the gallery: one on latest, one pinned to 1.0.0 (aged once a second
-    # make demo has built 1.0.1).
-    put /subscriptions/payments/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/web-1 <<EOF
-{"location": "local", "tags": {"serviceModel": "cattle"},
- "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"}, "storageProfile": {"imageReference": {"id": "$def"}}}}
-EOF
-    put /subscriptions/search/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/batch-1 <<EOF
-{"location": "local", "tags": {"serviceModel": "cattle"},
- "properties": {"hardwareProfile": {"vmSize": "Standard_B2s"}, "storageProfile": {"imageReference": {"id": "$def/versions/1.0.0"}}}}
-EOF
+    # Two real VMs from the gallery, booted under QEMU: one cattle on latest, one pet
+    # pinned to 1.0.0 (a version behind once a second make demo has built 1.0.1). Their
+    # agents enroll and report; the SSH baseline audits them. An SSH key of the demo's own
+    # lets you in as "ops" (ssh -i .data/demo/id_ed25519 -p PORT ops@127.0.0.1, PORT from
+    # gild vm show).
+    [[ -s $data/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C gild-demo -f "$data/id_ed25519" ||
+      die "ssh-keygen failed"
+    local vm_rg=/subscriptions/payments/resourceGroups/prod
+    local pids=() name image model
+    for spec in "web-1 $def@latest cattle" "batch-1 $def@1.0.0 pet"; do
+      read -r name image model <<<"$spec"
+      "$gild" get "$vm_rg/providers/Microsoft.Compute/virtualMachines/$name" >/dev/null 2>&1 && continue
+      say "Creating VM $name ($model, $image); it boots under QEMU and its agent enrolls..."
+      "$gild" vm create "$name" -g "$vm_rg" --image "$image" --tag "serviceModel=$model" \
+        --admin-username ops --ssh-key "$data/id_ed25519.pub" --wait --timeout 10m >"$data/vm-$name.txt" 2>&1 &
+      pids+=($!)
+    done
+    for p in "${pids[@]}"; do
+      wait "$p" || { cat "$data"/vm-*.txt >&2; die "creating a demo VM failed (above)"; }
+    done
+    for name in web-1 batch-1; do
+      "$gild" guest-config assign "$vm_rg/providers/Microsoft.Compute/virtualMachines/$name" \
+        --configuration LinuxSshServerSecurityBaseline --type Audit >/dev/null ||
+        die "assigning the SSH baseline to $name failed"
+    done
+    say ""
+    "$gild" vm list -g "$vm_rg"
     say ""
     "$gild" image versions "$def"
     say ""
@@ -246,11 +284,16 @@ Try:
   bin/gild image versions /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened
   bin/gild image pull /subscriptions/platform/resourceGroups/images/providers/Microsoft.Compute/galleries/corp/images/debian-12-hardened@latest -o /tmp/debian.qcow2
   bin/gild image runs /subscriptions/platform/resourceGroups/images/providers/Microsoft.VirtualMachineImages/imageTemplates/debian-12-hardened
+  bin/gild vm show web-1 -g /subscriptions/payments/resourceGroups/prod           # power, SSH port, agent, tattoo
+  bin/gild guest-config show batch-1 -g /subscriptions/payments/resourceGroups/prod --name LinuxSshServerSecurityBaseline
+  bin/gild vm events batch-1 -g /subscriptions/payments/resourceGroups/prod
+  bin/gild vm refresh /subscriptions/payments --dry-run                          # cattle due, pets reported
+  bin/gild vm console web-1 -g /subscriptions/payments/resourceGroups/prod --tail 20
   bin/gild policy validate /path/to/azure-policy/definitions
   GILD_TOKEN=\$(cat .data/demo/payments-reader.token) bin/gild list /     # the payments team sees only its own
   curl -H "Authorization: Bearer \$(cat .data/demo/admin.token)" '$url/subscriptions?api-version=$api_version'
 
-Stop the server with: make demo-stop
+Stop the server and its VMs with: make demo-stop
 EOF
 }
 

@@ -63,6 +63,9 @@ type Config struct {
 	CacheDir string
 	// AgentInterval is how often agents report when nothing changes; 0 means 15 minutes.
 	AgentInterval time.Duration
+	// NoVMs keeps VMs as records only: the server runs none (a compliance-only server, or
+	// one on a machine without QEMU). Their agents may still enroll and report.
+	NoVMs bool
 }
 
 // ShareKeyFile is the name, in the data directory, of the key that signs share links.
@@ -175,25 +178,33 @@ func Run(ctx context.Context, cfg Config) error {
 	images.SetReevaluate(policies.Enqueue)
 	machines.SetReevaluate(policies.Enqueue)
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
-	vms, err := vm.New(st, images, vm.Options{Dir: dataDir, Logger: log, Accel: cfg.Accel, Enroll: machines,
-		ServerURL: func() string { return vm.GuestURL(ln.Addr().String()) }})
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+	hooks := []controlplane.Hooks{images, builds}
+	var vms *vm.Service
+	var refresher *vm.Refresher
+	if !cfg.NoVMs {
+		vms, err = vm.New(st, images, vm.Options{Dir: dataDir, Logger: log, Accel: cfg.Accel, Enroll: machines,
+			ServerURL: func() string { return vm.GuestURL(ln.Addr().String()) }})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer vms.Close()
+		vms.SetWriter(controlplane.SystemWriter{Service: cp})
+		refresher = &vm.Refresher{Store: st, Gallery: images, Writer: controlplane.SystemWriter{Service: cp},
+			Ready: func(ctx context.Context, id resource.ID) error { return vmReady(ctx, st, machines, id) }}
+		hooks = append(hooks, vms)
 	}
-	defer vms.Close()
-	vms.SetWriter(controlplane.SystemWriter{Service: cp})
-	refresher := &vm.Refresher{Store: st, Gallery: images, Writer: controlplane.SystemWriter{Service: cp},
-		Ready: func(ctx context.Context, id resource.ID) error { return vmReady(ctx, st, machines, id) }}
 	// The gallery goes first: it fills in a VM's exact image version for the VM service
 	// and for policies to see; the VM service completes a VM's properties before the policy
 	// engine judges them.
-	cp.SetHooks(controlplane.Chain(images, builds, vms, machines, policies))
+	cp.SetHooks(controlplane.Chain(append(hooks, machines, policies)...))
 	if err := builds.Recover(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	// VMs whose QEMU survived the last server are taken over; the others start again.
-	if err := vms.Recover(ctx); err != nil {
-		return fmt.Errorf("serve: %w", err)
+	if vms != nil {
+		// VMs whose QEMU survived the last server are taken over; the others start again.
+		if err := vms.Recover(ctx); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
 	}
 	tokenPath := filepath.Join(dataDir, AdminTokenFile)
 	made, err := cp.Bootstrap(ctx, func(secret string) error { return atomicfile.Write(tokenPath, []byte(secret+"\n"), 0o600) })
