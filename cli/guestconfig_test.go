@@ -108,7 +108,7 @@ func TestGuestConfigRequests(t *testing.T) {
 	}
 
 	// show: the resources that are not compliant, with reasons and expected/actual.
-	f.routes["GET "+custom] = jsonReply(200, `{"id":"`+custom+`","name":"ssh","properties":{
+	f.set("GET "+custom, jsonReply(200, `{"id":"`+custom+`","name":"ssh","properties":{
 		"guestConfiguration":{"name":"`+gcSSHBaseline+`","version":"1.0.0","assignmentType":"Audit"},
 		"complianceStatus":"NonCompliant","lastComplianceStatusChecked":"2026-11-24T10:15:00Z","assignmentHash":"abc",
 		"latestAssignmentReport":{"complianceStatus":"NonCompliant","startTime":"2026-11-24T10:14:58Z","endTime":"2026-11-24T10:15:00Z","operationType":"Consistency",
@@ -116,7 +116,7 @@ func TestGuestConfigRequests(t *testing.T) {
 		    {"resourceId":"sshd_PermitRootLogin","complianceStatus":"NonCompliant","reasons":[{"code":"sshd:PermitRootLogin","phrase":"PermitRootLogin is yes; it should be no"}],
 		     "properties":{"expected":"no","actual":"yes"}},
 		    {"resourceId":"sshd_config_mode","complianceStatus":"Compliant","reasons":[]},
-		    {"resourceId":"sshd_Banner","complianceStatus":"Error","reasons":[{"code":"file:read","phrase":"cannot read /etc/issue.net"},{"code":"x:y","phrase":"second reason"}]}]}}}`)
+		    {"resourceId":"sshd_Banner","complianceStatus":"Error","reasons":[{"code":"file:read","phrase":"cannot read /etc/issue.net"},{"code":"x:y","phrase":"second reason"}]}]}}}`))
 	r = f.run(t, "", "guest-config", "show", testVM, "--name", "ssh")
 	if r.code != 0 {
 		t.Fatalf("show: %s", r)
@@ -140,7 +140,7 @@ func TestGuestConfigRequests(t *testing.T) {
 
 // TestGuestConfigServer assigns, lists, shows and deletes against the real server.
 func TestGuestConfigServer(t *testing.T) {
-	h := vmHarness(t)
+	h := vmHarness(t, false)
 	h.ok("", "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--tag", "serviceModel=cattle")
 
 	r := h.ok("", "guest-config", "assign", "api-1", "-g", testRG, "--configuration", gcSSHBaseline, "--type", "ApplyAndMonitor",
@@ -220,7 +220,7 @@ func TestGuestConfigServer(t *testing.T) {
 // TestGuestConfigReport is the whole loop against the real server: a VM's agent enrolls,
 // gets its assignment, reports a drift, and guest-config show and vm show tell it.
 func TestGuestConfigReport(t *testing.T) {
-	h := vmHarness(t)
+	h := vmHarness(t, false)
 	h.ok("", "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--tag", "serviceModel=cattle")
 	r := h.run("machine", "token", testVM, "-o", "json")
 	fleetWired(t, r)

@@ -86,7 +86,7 @@ func TestMachineTokenRequest(t *testing.T) {
 	}
 
 	// An answer that is not a token is a failure, not an empty line.
-	f.routes["POST "+testVM+"/enrollmentToken"] = jsonReply(200, `{}`)
+	f.set("POST "+testVM+"/enrollmentToken", jsonReply(200, `{}`))
 	if r := f.run(t, "", "machine", "token", testVM); r.code != exitError || !strings.Contains(r.stderr, "not an enrollment token") {
 		t.Errorf("machine token with an empty answer: %s", r)
 	}

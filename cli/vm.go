@@ -699,6 +699,15 @@ passes.`,
 		if err != nil {
 			return err
 		}
+		// A VM of that name already there is refused, not replaced: asked first, because the
+		// server judges a PUT's body before its If-None-Match, and would name every
+		// property that cannot change instead.
+		switch _, err := c.getJSON(ctx, id.String(), nil, nil); {
+		case err == nil:
+			return fmt.Errorf("VM %s already exists; nothing was changed (delete it first, or pick another name)", id)
+		case !isStatus(err, http.StatusNotFound):
+			return fmt.Errorf("create VM %s: %w", id.Name(), err)
+		}
 		if body.Location == "" {
 			var rg resourceView
 			if _, err := c.getJSON(ctx, id.Scope().String(), nil, &rg); err != nil {
@@ -713,7 +722,7 @@ passes.`,
 		if err != nil {
 			return err
 		}
-		// Only create: a VM of that name already there is refused, not replaced.
+		// Only create, should one appear meanwhile.
 		h := http.Header{"If-None-Match": {"*"}}
 		resp, err := c.do(ctx, request{Method: http.MethodPut, Path: id.String(), Body: data, Header: h})
 		if err != nil {
@@ -1087,9 +1096,9 @@ func orNull(raw []byte) json.RawMessage {
 	return raw
 }
 
-// vmOpTimeout bounds a start, stop, restart or delete: stopping waits for the guest to
-// shut down.
-const vmOpTimeout = 5 * time.Minute
+// vmOpTimeout bounds a start, stop, restart or delete, as the server bounds them:
+// stopping waits for the guest to shut down, starting may fetch the image first.
+const vmOpTimeout = 10 * time.Minute
 
 func (a *app) vmPowerCommand(name, action, short, doing string) *cobra.Command {
 	var rg string
@@ -1204,15 +1213,16 @@ func (a *app) vmConsoleCommand() *cobra.Command {
 		Use:   "console VM [--follow] [--tail N]",
 		Short: "Print a VM's serial console output",
 		Long: `console prints what the VM wrote to its serial console (boot messages, the login
-prompt). --tail N starts N lines before the end; --follow keeps printing as the VM writes
-until Ctrl-C. -o json, without --follow, prints {"id": ..., "text": ...}.`,
+prompt). --tail N prints only the last N lines (0, the default: all); --follow keeps
+printing as the VM writes until Ctrl-C. -o json, without --follow, prints
+{"id": ..., "text": ...}.`,
 		Example: `  gild vm console api-1 -g $RG --tail 50
   gild vm console $VM --follow`,
 		Args: a.exactArgs(1, "one VM"),
 	}
 	addGroupFlag(cmd, &rg)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing as the VM writes, until Ctrl-C")
-	cmd.Flags().IntVar(&tail, "tail", 0, "start N lines before the end (default: from the start)")
+	cmd.Flags().IntVar(&tail, "tail", 0, "print only the last N lines (0: all)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, args []string) error {
 		id, err := vmRef(args[0], rg)
 		if err != nil {
@@ -1228,7 +1238,7 @@ until Ctrl-C. -o json, without --follow, prints {"id": ..., "text": ...}.`,
 		if follow {
 			q.Set("follow", "true")
 		}
-		if cmd.Flags().Changed("tail") {
+		if tail > 0 {
 			q.Set("tail", strconv.Itoa(tail))
 		}
 		c, err := a.client()
@@ -1481,18 +1491,26 @@ done. The exit status is 1 when a VM could not be rebuilt.`,
 	return cmd
 }
 
-// writeRefreshTables prints a refresh result, one section per list.
+// writeRefreshTables prints a refresh result, one section per list, with a blank line
+// between sections.
 func writeRefreshTables(w io.Writer, res *refreshResult, dryRun bool) error {
+	first := true
+	// section starts a section: its title, and whether it has rows.
 	section := func(title string, n int) bool {
+		if !first {
+			fmt.Fprintln(w)
+		}
+		first = false
 		if n == 0 {
-			fmt.Fprintf(w, "%s: none\n\n", title)
+			fmt.Fprintf(w, "%s: none\n", title)
 			return false
 		}
 		fmt.Fprintf(w, "%s (%d):\n", title, n)
 		return true
 	}
 	if res.CycleDays > 0 {
-		fmt.Fprintf(w, "Refresh cycle: %d %s.\n\n", res.CycleDays, plural(res.CycleDays, "day", "days"))
+		fmt.Fprintf(w, "Refresh cycle: %d %s.\n", res.CycleDays, plural(res.CycleDays, "day", "days"))
+		first = false
 	}
 	due := "Due for a rebuild"
 	if dryRun {
@@ -1506,7 +1524,6 @@ func writeRefreshTables(w io.Writer, res *refreshResult, dryRun bool) error {
 		if err := t.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintln(w)
 	}
 	if section("Rebuilt", len(res.Replaced)) {
 		t := newTable(w, "  VM", "FROM", "TO")
@@ -1516,7 +1533,6 @@ func writeRefreshTables(w io.Writer, res *refreshResult, dryRun bool) error {
 		if err := t.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintln(w)
 	}
 	if section("Pets that need attention", len(res.Pets)) {
 		t := newTable(w, "  VM", "REASONS")
@@ -1526,7 +1542,6 @@ func writeRefreshTables(w io.Writer, res *refreshResult, dryRun bool) error {
 		if err := t.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintln(w)
 	}
 	if section("Failed", len(res.Failed)) {
 		t := newTable(w, "  VM", "ERROR")

@@ -12,12 +12,16 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gildhq/gild/server"
 )
 
 const (
@@ -309,16 +313,40 @@ func TestVMUsageErrors(t *testing.T) {
 }
 
 // vmHarness is a server with two published versions of testDef and a resource group
-// testRG in location local.
-func vmHarness(t *testing.T) *harness {
+// testRG in location local. With runVMs its VM service runs the VMs created (their QEMU
+// outlives the server: delete them with deleteVMs); without, VMs are records only.
+func vmHarness(t *testing.T, runVMs bool) *harness {
 	t.Helper()
-	h := imageHarness(t)
+	h := newHarness(t, func(c *server.Config) { c.NoVMs = !runVMs })
+	h.login()
+	h.ok(`{"properties":{}}`, "put", "/subscriptions/payments", "-f", "-")
+	h.ok(`{"location":"local"}`, "put", "/subscriptions/payments/resourceGroups/images", "-f", "-")
+	h.ok(`{"location":"local","properties":{}}`, "put", "/subscriptions/payments/resourceGroups/images/providers/Microsoft.Compute/galleries/golden", "-f", "-")
+	h.ok(`{"location":"local","properties":{"identifier":{"publisher":"Contoso","offer":"debian-12","sku":"hardened"},"osType":"Linux","osState":"Generalized"}}`,
+		"put", testDef, "-f", "-")
 	h.ok(`{"location":"local"}`, "put", testRG, "-f", "-")
+	// Raw disks without an OS (different bytes per version): a VM started from one runs
+	// its firmware and nothing else.
 	for _, v := range []string{"1.0.0", "1.1.0"} {
-		disk, _ := diskFile(t, "disk-"+v+".qcow2", 64<<10)
+		disk := filepath.Join(t.TempDir(), "disk-"+v+".raw")
+		if err := os.WriteFile(disk, append([]byte("gild test disk "+v+"\n"), make([]byte, 64<<10)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		h.ok("", "image", "publish", "--definition", testDef, "--version", v, "--file", disk)
 	}
 	return h
+}
+
+// deleteVMs deletes the VMs when the test ends, before its server stops, so that no QEMU
+// outlives it.
+func (h *harness) deleteVMs(ids ...string) {
+	h.t.Cleanup(func() {
+		for _, id := range ids {
+			if r := h.run("vm", "delete", id, "--yes"); r.code != 0 {
+				h.t.Errorf("vm delete %s: %s", id, r)
+			}
+		}
+	})
 }
 
 type vmJSON struct {
@@ -348,7 +376,9 @@ type vmJSON struct {
 }
 
 func TestVMEndToEnd(t *testing.T) {
-	h := vmHarness(t)
+	h := vmHarness(t, true)
+	devVM := "/subscriptions/payments/resourceGroups/dev/providers/Microsoft.Compute/virtualMachines/dev-1"
+	h.deleteVMs(testVM, testRG+"/providers/Microsoft.Compute/virtualMachines/db-1", devVM)
 	key := sshKeyLine(t, "ops@laptop")
 	keyFile := filepath.Join(t.TempDir(), "id.pub")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o644); err != nil {
@@ -387,7 +417,7 @@ func TestVMEndToEnd(t *testing.T) {
 		t.Errorf("create @1.0.0 -o json: %s", r.stdout)
 	}
 	if db.Properties.HardwareProfile["vmSize"] == nil {
-		t.Logf("the server did not default vmSize (hardwareProfile %v)", db.Properties.HardwareProfile)
+		t.Errorf("create without --size: the server did not default vmSize (hardwareProfile %v)", db.Properties.HardwareProfile)
 	}
 
 	// Creating it again is refused and changes nothing.
@@ -468,7 +498,7 @@ func TestVMEndToEnd(t *testing.T) {
 // TestVMCreateDenied: a deny policy's refusal is shown with the assignment's message and
 // fails; nothing is created.
 func TestVMCreateDenied(t *testing.T) {
-	h := vmHarness(t)
+	h := vmHarness(t, false)
 	def := "/subscriptions/payments/providers/Microsoft.Authorization/policyDefinitions/require-service-model"
 	h.ok(`{"properties":{"displayName":"VMs say whether they are pets or cattle","mode":"All","policyRule":{
 		"if":{"allOf":[{"field":"type","equals":"Microsoft.Compute/virtualMachines"},{"field":"tags['serviceModel']","exists":"false"}]},
@@ -519,7 +549,10 @@ func newFakeAPI(t *testing.T, routes map[string]http.HandlerFunc) *fakeAPI {
 			armError(w, http.StatusBadRequest, "MissingApiVersionParameter", "no api-version")
 			return
 		}
-		if h := f.routes[r.Method+" "+r.URL.Path]; h != nil {
+		f.mu.Lock()
+		h := f.routes[r.Method+" "+r.URL.Path]
+		f.mu.Unlock()
+		if h != nil {
 			h(w, r)
 			return
 		}
@@ -561,6 +594,17 @@ func sequence(bodies ...string) http.HandlerFunc {
 	}
 }
 
+// set makes h answer key ("METHOD /path"); nil removes the route.
+func (f *fakeAPI) set(key string, h http.HandlerFunc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h == nil {
+		delete(f.routes, key)
+		return
+	}
+	f.routes[key] = h
+}
+
 func (f *fakeAPI) run(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	return runWith(t, map[string]string{"GILD_SERVER": f.URL, "GILD_TOKEN": "tok"}, stdin, args...)
@@ -595,6 +639,16 @@ func fakeVM(state, extra string) string {
 
 func TestVMCreateWait(t *testing.T) {
 	fastPoll(t)
+	// The VM is not there until it is PUT; then GET answers with vmGET.
+	var created atomic.Bool
+	var mu sync.Mutex
+	vmGET := sequence(fakeVM("Creating", ""), fakeVM("Creating", ""), fakeVM("Succeeded", ""))
+	setVM := func(h http.HandlerFunc) {
+		mu.Lock()
+		vmGET = h
+		mu.Unlock()
+		created.Store(false)
+	}
 	f := newFakeAPI(t, map[string]http.HandlerFunc{
 		"GET " + testRG: jsonReply(200, `{"id":"`+testRG+`","name":"prod","location":"west"}`),
 		"PUT " + testVM: func(w http.ResponseWriter, r *http.Request) {
@@ -602,9 +656,19 @@ func TestVMCreateWait(t *testing.T) {
 				armError(w, 400, "Test", "create must send If-None-Match: *")
 				return
 			}
+			created.Store(true)
 			jsonReply(201, fakeVM("Creating", ""))(w, r)
 		},
-		"GET " + testVM:                   sequence(fakeVM("Creating", ""), fakeVM("Creating", ""), fakeVM("Succeeded", "")),
+		"GET " + testVM: func(w http.ResponseWriter, r *http.Request) {
+			if !created.Load() {
+				armError(w, http.StatusNotFound, "ResourceNotFound", "no VM")
+				return
+			}
+			mu.Lock()
+			h := vmGET
+			mu.Unlock()
+			h(w, r)
+		},
 		"GET " + testVM + "/instanceView": sequence("404", `{"powerState":"starting","statuses":[]}`, `{"powerState":"running","newField":{"x":1}}`),
 		"GET " + testVM + "/agentStatus":  sequence("404", `{"status":"Pending"}`, `{"status":"Connected","facts":{"hostname":"api-1"}}`),
 	})
@@ -631,18 +695,23 @@ func TestVMCreateWait(t *testing.T) {
 	if !strings.Contains(r.stdout, "Created "+testVM) || !strings.Contains(r.stdout, "Succeeded") {
 		t.Errorf("create --wait prints the VM as it ends up:\n%s", r.stdout)
 	}
+	// The VM is there now: creating it again is refused before any PUT.
+	r = f.run(t, "", "vm", "create", "api-1", "-g", testRG, "--image", testDef)
+	if r.code != exitError || !strings.Contains(r.stderr, "VM "+testVM+" already exists; nothing was changed") || len(f.requests("PUT", testVM)) != 1 {
+		t.Errorf("create of an existing VM: %s", r)
+	}
 
 	// A failed provisioning ends the wait with the server's reason.
-	f.routes["GET "+testVM] = jsonReply(200, fakeVM("Failed", `,"provisioningError":{"code":"VMStartFailed","message":"qemu: cannot open the disk"}`))
+	setVM(jsonReply(200, fakeVM("Failed", `,"provisioningError":{"code":"VMStartFailed","message":"qemu: cannot open the disk"}`)))
 	r = f.run(t, "", "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--wait")
 	if r.code != exitError || !strings.Contains(r.stderr, "VM "+testVM+" failed to provision: qemu: cannot open the disk") {
 		t.Errorf("create --wait of a failing VM: %s", r)
 	}
 
 	// A timeout says what it was waiting for.
-	f.routes["GET "+testVM] = jsonReply(200, fakeVM("Succeeded", ""))
-	f.routes["GET "+testVM+"/instanceView"] = jsonReply(200, `{"powerState":"running"}`)
-	f.routes["GET "+testVM+"/agentStatus"] = jsonReply(200, `{"status":"Disconnected"}`)
+	setVM(jsonReply(200, fakeVM("Succeeded", "")))
+	f.set("GET "+testVM+"/instanceView", jsonReply(200, `{"powerState":"running"}`))
+	f.set("GET "+testVM+"/agentStatus", jsonReply(200, `{"status":"Disconnected"}`))
 	r = f.run(t, "", "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--wait", "--timeout", "50ms", "-o", "json")
 	if r.code != exitError || !strings.Contains(r.stderr, "gave up after 50ms waiting for its agent to be Connected (provisioning Succeeded, power running, agent Disconnected)") {
 		t.Errorf("create --wait timeout: %s", r)
@@ -650,7 +719,8 @@ func TestVMCreateWait(t *testing.T) {
 	if v := decode[vmJSON](t, r.stdout); v.ID != testVM {
 		t.Errorf("create --wait -o json prints the VM even when the wait fails: %s", r.stdout)
 	}
-	f.routes["GET "+testVM+"/instanceView"] = jsonReply(200, `{"powerState":"stopped"}`)
+	f.set("GET "+testVM+"/instanceView", jsonReply(200, `{"powerState":"stopped"}`))
+	created.Store(false)
 	r = f.run(t, "", "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--wait", "--timeout", "50ms")
 	if r.code != exitError || !strings.Contains(r.stderr, "waiting for the VM to run (provisioning Succeeded, power stopped, agent not enrolled)") {
 		t.Errorf("create --wait timeout before running: %s", r)
@@ -686,8 +756,8 @@ func TestVMShowFake(t *testing.T) {
 	}
 
 	// No instance and no agent yet: 404s are not failures.
-	delete(f.routes, "GET "+testVM+"/instanceView")
-	delete(f.routes, "GET "+testVM+"/agentStatus")
+	f.set("GET "+testVM+"/instanceView", nil)
+	f.set("GET "+testVM+"/agentStatus", nil)
 	r = f.run(t, "", "vm", "show", testVM)
 	if r.code != 0 || !strings.Contains(r.stdout, "no instance yet") || !strings.Contains(r.stdout, "not enrolled yet") {
 		t.Errorf("vm show without instance or agent: %s", r)
@@ -696,7 +766,7 @@ func TestVMShowFake(t *testing.T) {
 		t.Errorf("vm show -o json without instance or agent: %s", r)
 	}
 	// Another failure is one.
-	f.routes["GET "+testVM+"/agentStatus"] = jsonReply(500, `{"error":{"code":"InternalServerError","message":"boom"}}`)
+	f.set("GET "+testVM+"/agentStatus", jsonReply(500, `{"error":{"code":"InternalServerError","message":"boom"}}`))
 	if r := f.run(t, "", "vm", "show", testVM); r.code != exitError || !strings.Contains(r.stderr, "agent status: InternalServerError: boom") {
 		t.Errorf("vm show with a failing agent status: %s", r)
 	}
@@ -725,7 +795,7 @@ func TestVMPowerAndDelete(t *testing.T) {
 	if r := f.run(t, "", "vm", "stop", testVM, "-o", "json"); r.code != 0 || decode[map[string]any](t, r.stdout)["powerState"] != "PowerState/stopped" {
 		t.Errorf("vm stop -o json: %s", r)
 	}
-	f.routes["POST "+testVM+"/start"] = jsonReply(409, `{"error":{"code":"OperationNotAllowed","message":"the VM is being deleted"}}`)
+	f.set("POST "+testVM+"/start", jsonReply(409, `{"error":{"code":"OperationNotAllowed","message":"the VM is being deleted"}}`))
 	if r := f.run(t, "", "vm", "start", testVM); r.code != exitError || !strings.Contains(r.stderr, "start api-1: OperationNotAllowed: the VM is being deleted") {
 		t.Errorf("vm start refused: %s", r)
 	}
@@ -879,6 +949,9 @@ func TestVMRefresh(t *testing.T) {
 			t.Errorf("refresh output lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	if !strings.HasSuffix(r.stdout, "\n\nFailed: none\n") || strings.Contains(r.stdout, "\n\n\n") {
+		t.Errorf("refresh's sections are not one blank line apart:\n%q", r.stdout)
+	}
 	if !strings.Contains(r.stderr, "Refreshing under /subscriptions/payments...") {
 		t.Errorf("refresh shows no progress: %s", r)
 	}
@@ -898,8 +971,8 @@ func TestVMRefresh(t *testing.T) {
 	}
 
 	// A VM that failed makes the exit status 1, after the report.
-	f.routes["POST /subscriptions/payments/providers/Gild.Compute/refresh"] = jsonReply(200,
-		`{"due":[],"replaced":[],"pets":[],"failed":[{"id":"`+testVM+`","error":"image 1.1.0 is not in region local"}]}`)
+	f.set("POST /subscriptions/payments/providers/Gild.Compute/refresh", jsonReply(200,
+		`{"due":[],"replaced":[],"pets":[],"failed":[{"id":"`+testVM+`","error":"image 1.1.0 is not in region local"}]}`))
 	r = f.run(t, "", "vm", "refresh", "/subscriptions/payments")
 	if r.code != exitError || !strings.Contains(r.stdout, "Failed (1):") || !strings.Contains(r.stdout, "image 1.1.0 is not in region local") ||
 		!strings.Contains(r.stderr, "1 VM could not be rebuilt") {
@@ -913,8 +986,12 @@ func TestVMRefresh(t *testing.T) {
 
 // TestVMRefreshServer runs refresh against the real server, once it serves the endpoint.
 func TestVMRefreshServer(t *testing.T) {
-	h := vmHarness(t)
+	h := vmHarness(t, true)
+	old, pet := testRG+"/providers/Microsoft.Compute/virtualMachines/old-1", testRG+"/providers/Microsoft.Compute/virtualMachines/pet-1"
+	h.deleteVMs(testVM, old, pet)
 	h.ok("", "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--tag", "serviceModel=cattle")
+	h.ok("", "vm", "create", "old-1", "-g", testRG, "--image", testDef+"@1.0.0", "--tag", "serviceModel=cattle")
+	h.ok("", "vm", "create", "pet-1", "-g", testRG, "--image", testDef+"@1.0.0", "--tag", "serviceModel=pet")
 	r := h.run("vm", "refresh", "/subscriptions/payments", "--dry-run", "-o", "json")
 	if r.code != 0 && (strings.Contains(r.stderr, "MethodNotAllowed") || strings.Contains(r.stderr, "InvalidResourceType")) {
 		t.Skipf("the server does not serve POST {scope}/providers/Gild.Compute/refresh yet: %s", strings.TrimSpace(r.stderr))
@@ -923,7 +1000,65 @@ func TestVMRefreshServer(t *testing.T) {
 		t.Fatalf("vm refresh --dry-run: %s", r)
 	}
 	res := decode[refreshResult](t, r.stdout)
-	if len(res.Replaced) != 0 {
+	if len(res.Replaced) != 0 || len(res.Failed) != 0 {
 		t.Errorf("a dry run replaced VMs: %s", r.stdout)
+	}
+	var due, pets []string
+	for _, d := range res.Due {
+		due = append(due, d.ID)
+	}
+	for _, p := range res.Pets {
+		pets = append(pets, p.ID)
+	}
+	if len(due) != 1 || !strings.EqualFold(due[0], old) || len(pets) != 1 || !strings.EqualFold(pets[0], pet) {
+		t.Errorf("refresh --dry-run: due %v, pets %v; want the cattle and the pet on 1.0.0:\n%s", due, pets, r.stdout)
+	}
+	r = h.ok("", "vm", "refresh", "/subscriptions/payments", "--dry-run")
+	for _, want := range []string{"Due for a rebuild (dry run: nothing was done) (1):", "old-1", "Pets that need attention (1):", "pet-1", "Failed: none"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("refresh --dry-run's table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// TestVMPowerServer runs a VM under QEMU on the real server: create --wait follows it to
+// running (its disk holds no OS, so no agent connects and the wait ends at its timeout),
+// then show, console, stop, start, restart and delete. Stopping an OS that does not shut
+// down waits out the server's grace, so the test takes a minute or more.
+func TestVMPowerServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a VM under QEMU for a minute or more; run it without -short")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed")
+	}
+	h := vmHarness(t, true)
+	h.deleteVMs(testVM)
+	r := h.fails(nil, "", exitError, nil, "vm", "create", "api-1", "-g", testRG, "--image", testDef, "--wait", "--timeout", "40s")
+	if strings.Contains(r.stderr, "failed to provision") {
+		t.Skipf("this machine cannot run the VM: %s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "power running, agent not enrolled\n") ||
+		!strings.Contains(r.stderr, "gave up after 40s waiting for its agent to be Connected (provisioning Succeeded, power running, agent not enrolled)") {
+		t.Fatalf("create --wait of a VM without an agent: %s", r)
+	}
+	r = h.ok("", "vm", "show", testVM)
+	for _, want := range []string{"power ", "running", "PowerState/running", "accel ", "sshAddress ", "127.0.0.1:", "agent ", "not enrolled yet"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("vm show of a running VM lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	h.ok("", "vm", "console", testVM, "--tail", "5")
+	if r := h.ok("", "vm", "stop", testVM); r.stdout != "api-1: stopped\n" || !strings.Contains(r.stderr, "Stopping api-1...") {
+		t.Errorf("vm stop: %s", r)
+	}
+	if r := h.ok("", "vm", "start", "api-1", "-g", testRG); r.stdout != "api-1: running\n" {
+		t.Errorf("vm start: %s", r)
+	}
+	if iv := decode[map[string]any](t, h.ok("", "vm", "restart", testVM, "-o", "json").stdout); iv["powerState"] != "running" {
+		t.Errorf("vm restart -o json: %v", iv)
+	}
+	if r := h.ok("", "vm", "delete", testVM, "--yes"); r.stdout != "Deleted "+testVM+"\n" {
+		t.Errorf("vm delete: %s", r)
 	}
 }
