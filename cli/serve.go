@@ -44,7 +44,7 @@ func parseLogLevel(s string) (slog.Level, error) {
 
 func (a *app) serveCommand() *cobra.Command {
 	var dataDir, addr, storeURL, logLevel, aliasFile, configFile string
-	var scanInterval, verifyInterval, agentInterval time.Duration
+	var scanInterval, verifyInterval, agentInterval, refreshInterval time.Duration
 	var noVMs bool
 	var regions []string
 	var agentBinary, accel string
@@ -73,6 +73,7 @@ resources in PostgreSQL instead.`,
 	f.StringArrayVar(&regions, "region", nil, "an image region as NAME=URL (file://, s3://, azblob://, gs://); repeat for more, the first is the home region (default: local, in the data directory)")
 	f.StringVar(&agentBinary, "agent", "", "the gild-agent binary image builds install (default: beside gild, then in PATH)")
 	f.StringVar(&accel, "accel", "", "force image validation VMs onto kvm or tcg (default: probe the host)")
+	f.DurationVar(&refreshInterval, "refresh-interval", 0, "refresh every scope on this interval: replace due cattle, report stale pets (0: only when asked, with gild vm refresh)")
 	f.BoolVar(&noVMs, "no-vms", false, "run no VMs: VM resources are records only (a compliance-only server, or one without QEMU)")
 	f.DurationVar(&agentInterval, "agent-interval", 15*time.Minute, "how often agents report when nothing changes (they report at once when their assignments do)")
 	f.DurationVar(&verifyInterval, "verify-interval", 24*time.Hour, "how often every image replica is read back and checked against its SHA-256 (0 disables)")
@@ -127,7 +128,7 @@ resources in PostgreSQL instead.`,
 		defer stop()
 		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log,
 			AliasFile: aliasFile, ScanInterval: scanInterval, Regions: regions, VerifyInterval: verifyEvery(verifyInterval),
-			AgentBinary: agentBinary, Accel: accel, AgentInterval: agentInterval, NoVMs: noVMs})
+			AgentBinary: agentBinary, Accel: accel, AgentInterval: agentInterval, NoVMs: noVMs, RefreshInterval: refreshInterval})
 	})
 	return cmd
 }

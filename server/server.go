@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gildhq/gild/api"
@@ -63,6 +64,10 @@ type Config struct {
 	CacheDir string
 	// AgentInterval is how often agents report when nothing changes; 0 means 15 minutes.
 	AgentInterval time.Duration
+	// RefreshInterval, when positive, refreshes every scope on that interval: due cattle
+	// are replaced (each scope's cycle from its refreshCycleDays tag), pets reported in
+	// the log. Zero: refreshes run only when asked for (gild vm refresh).
+	RefreshInterval time.Duration
 	// NoVMs keeps VMs as records only: the server runs none (a compliance-only server, or
 	// one on a machine without QEMU). Their agents may still enroll and report.
 	NoVMs bool
@@ -228,6 +233,9 @@ func Run(ctx context.Context, cfg Config) error {
 	go policies.Run(runCtx)
 	go images.Run(runCtx)
 	go machines.Run(runCtx)
+	if refresher != nil && cfg.RefreshInterval > 0 {
+		go scheduledRefresh(runCtx, log, refresher, cfg.RefreshInterval)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -290,6 +298,33 @@ func vmReady(ctx context.Context, st store.Store, machines *fleet.Service, id re
 		case <-ctx.Done():
 			return fmt.Errorf("the VM's agent did not report: %w", ctx.Err())
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// scheduledRefresh refreshes every scope on an interval.
+func scheduledRefresh(ctx context.Context, log *slog.Logger, f *vm.Refresher, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rep, err := f.Refresh(ctx, resource.Root, vm.RefreshOptions{})
+		if err != nil {
+			log.Error("scheduled refresh", "err", err)
+			continue
+		}
+		for _, x := range rep.Replaced {
+			log.Info("scheduled refresh: replaced a VM", "vm", x.ID, "from", x.FromVersion, "to", x.ToVersion, "why", x.Reason)
+		}
+		for _, x := range rep.Failed {
+			log.Error("scheduled refresh: a VM could not be replaced", "vm", x.ID, "err", x.Error)
+		}
+		for _, x := range rep.Pets {
+			log.Warn("scheduled refresh: a pet is stale (pets are never replaced)", "vm", x.ID, "why", strings.Join(x.Reasons, "; "))
 		}
 	}
 }

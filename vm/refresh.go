@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,9 +21,15 @@ import (
 // rebuilt.
 const DefaultCycleDays = 30
 
+// CycleTag, on a resource group or subscription, sets the refresh cycle of the cattle in it,
+// in days.
+const CycleTag = "refreshCycleDays"
+
 // RefreshOptions say what a refresh of a scope does.
 type RefreshOptions struct {
-	// CycleDays: cattle older than this many days are due; DefaultCycleDays when zero.
+	// CycleDays: cattle older than this many days are due. When zero, each VM's cycle is
+	// its scope's: the tag CycleTag on its resource group, else on its subscription, else
+	// DefaultCycleDays.
 	CycleDays int `json:"cycleDays,omitempty"`
 	// MaxUnavailable is how many VMs may be replaced at once; 1 when zero.
 	MaxUnavailable int `json:"maxUnavailable,omitempty"`
@@ -44,10 +51,10 @@ type RefreshItem struct {
 // RefreshReport is what a refresh found and did.
 type RefreshReport struct {
 	Scope     string        `json:"scope"`
-	CycleDays int           `json:"cycleDays"`
-	Due       []RefreshItem `json:"due"`      // cattle due for replacement
-	Replaced  []RefreshItem `json:"replaced"` // cattle replaced by this refresh
-	Pets      []RefreshItem `json:"pets"`     // pets that would be due, were they cattle: reported, never replaced
+	CycleDays int           `json:"cycleDays,omitempty"` // the cycle asked for; 0: each scope's own
+	Due       []RefreshItem `json:"due"`                 // cattle due for replacement
+	Replaced  []RefreshItem `json:"replaced"`            // cattle replaced by this refresh
+	Pets      []RefreshItem `json:"pets"`                // pets that would be due, were they cattle: reported, never replaced
 	Failed    []RefreshItem `json:"failed"`
 }
 
@@ -87,6 +94,36 @@ func serviceModelOf(r *resource.Resource) string {
 		}
 	}
 	return ""
+}
+
+// scopeCycle is the refresh cycle of the scope a VM is in: the CycleTag of its resource
+// group, else of its subscription, else DefaultCycleDays.
+func (f *Refresher) scopeCycle(ctx context.Context, r *resource.Resource, cache map[string]int) int {
+	id, err := resource.Parse(r.ID)
+	if err != nil {
+		return DefaultCycleDays
+	}
+	for _, scope := range []resource.ID{resource.ResourceGroupID(id.Subscription, id.ResourceGroup), resource.SubscriptionID(id.Subscription)} {
+		if id.ResourceGroup == "" && scope.Kind() == resource.KindResourceGroup {
+			continue
+		}
+		days, seen := cache[scope.Key()]
+		if !seen {
+			days = 0
+			if sr, err := f.Store.Get(ctx, scope); err == nil {
+				for k, v := range sr.Tags {
+					if n, err := strconv.Atoi(strings.TrimSpace(v)); strings.EqualFold(k, CycleTag) && err == nil && n > 0 {
+						days = n
+					}
+				}
+			}
+			cache[scope.Key()] = days
+		}
+		if days > 0 {
+			return days
+		}
+	}
+	return DefaultCycleDays
 }
 
 // dueReasons says why a VM is due for replacement: older than the cycle, or on an image
@@ -146,9 +183,7 @@ func (f *Refresher) Refresh(ctx context.Context, scope resource.ID, opts Refresh
 	if opts.CycleDays < 0 || opts.MaxUnavailable < 0 {
 		return RefreshReport{}, resource.Errorf(resource.CodeInvalidParameter, "cycleDays", "cycleDays and maxUnavailable must not be negative")
 	}
-	if opts.CycleDays == 0 {
-		opts.CycleDays = DefaultCycleDays
-	}
+	cycles := map[string]int{} // scope key → its cycle, read once per refresh
 	if opts.MaxUnavailable == 0 {
 		opts.MaxUnavailable = 1
 	}
@@ -159,7 +194,11 @@ func (f *Refresher) Refresh(ctx context.Context, scope resource.ID, opts Refresh
 	}
 	var due []refreshCandidate
 	for _, r := range vms {
-		reasons, version := f.dueReasons(ctx, r, opts.CycleDays, now)
+		cycle := opts.CycleDays
+		if cycle == 0 {
+			cycle = f.scopeCycle(ctx, r, cycles)
+		}
+		reasons, version := f.dueReasons(ctx, r, cycle, now)
 		if len(reasons) == 0 {
 			continue
 		}
