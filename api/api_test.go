@@ -18,6 +18,7 @@ import (
 	"github.com/gildhq/gild/blob"
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/controlplane"
+	"github.com/gildhq/gild/fleet"
 	"github.com/gildhq/gild/gallery"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/store"
@@ -34,13 +35,14 @@ type env struct {
 	policies *compliance.Service
 	gallery  *gallery.Service
 	pipeline *pipeline.Service
+	fleet    *fleet.Service
 	// steps makes the steps of a template run; tests set it.
 	steps func(b *pipeline.Build) []pipeline.Step
 	// regions holds the folders of the image regions local, west and east.
 	regions string
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, engine ...func(*compliance.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, sqlite.URL(filepath.Join(t.TempDir(), "gild.db")))
@@ -67,23 +69,34 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	images.SetWriter(controlplane.SystemWriter{Service: cp})
-	policies, err := compliance.NewService(ctx, compliance.New(compliance.Options{Enrichers: []compliance.Enricher{images.Enrich}}), st, cp.Tree)
+	machines, err := fleet.New(st, fleet.Options{Configurations: fleet.BuiltinConfigurations{}, ReportInterval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	machines.SetWriter(controlplane.SystemWriter{Service: cp})
+	engineOptions := compliance.Options{Enrichers: []compliance.Enricher{images.Enrich, machines.Enrich}}
+	for _, f := range engine {
+		f(&engineOptions)
+	}
+	policies, err := compliance.NewService(ctx, compliance.New(engineOptions), st, cp.Tree)
 	if err != nil {
 		t.Fatal(err)
 	}
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
 	images.SetReevaluate(policies.Enqueue)
-	e := &env{t: t, admin: "", st: st, cp: cp, policies: policies, gallery: images, regions: regionDir}
+	machines.SetReevaluate(policies.Enqueue)
+	e := &env{t: t, admin: "", st: st, cp: cp, policies: policies, gallery: images, fleet: machines, regions: regionDir}
 	builds, err := pipeline.New(st, controlplane.SystemWriter{Service: cp}, pipeline.Options{Dir: t.TempDir(),
 		Steps: func(b *pipeline.Build) []pipeline.Step { return e.steps(b) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.pipeline = builds
-	cp.SetHooks(controlplane.Chain(images, builds, policies))
+	cp.SetHooks(controlplane.Chain(images, builds, machines, policies))
 	runCtx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go policies.Run(runCtx)
+	go machines.Run(runCtx)
 	done := make(chan struct{})
 	go func() { images.Run(runCtx); close(done) }()
 	t.Cleanup(func() { stop(); <-done; builds.Wait() })
@@ -91,7 +104,7 @@ func newEnv(t testing.TB) *env {
 	if _, err := cp.Bootstrap(ctx, func(s string) error { admin = s; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies, Gallery: images, Pipeline: builds}))
+	srv := httptest.NewServer(api.New(cp, api.Options{MaxBody: 64 << 10, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines}))
 	t.Cleanup(srv.Close)
 	e.url, e.admin = srv.URL, admin
 	return e

@@ -1,10 +1,19 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gildhq/gild/agentproto"
+	"github.com/gildhq/gild/compliance"
+	"github.com/gildhq/gild/policy"
+	"github.com/gildhq/gild/resource"
 )
 
 const (
@@ -239,7 +248,8 @@ func TestInitiativeAndSummary(t *testing.T) {
 
 // TestGuestConfigurationAuditIfNotExists evaluates an auditIfNotExists definition in the
 // shape of Azure's guest-configuration built-ins: the VM complies only when its
-// guestConfigurationAssignments extension reports Compliant.
+// guestConfigurationAssignments extension reports Compliant, which only the VM's agent can
+// make it.
 func TestGuestConfigurationAuditIfNotExists(t *testing.T) {
 	e := newEnv(t)
 	e.seed()
@@ -250,33 +260,94 @@ func TestGuestConfigurationAuditIfNotExists(t *testing.T) {
 			"if": map[string]any{"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
 			"then": map[string]any{"effect": "auditIfNotExists", "details": map[string]any{
 				"type": "Microsoft.GuestConfiguration/guestConfigurationAssignments",
-				"name": "LinuxBaseline",
+				"name": "LinuxSshServerSecurityBaseline",
 				"existenceCondition": map[string]any{
 					"field": "Microsoft.GuestConfiguration/guestConfigurationAssignments/complianceStatus", "equals": "Compliant"},
 			}},
 		}}}, 201)
 	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/linux-baseline",
 		map[string]any{"properties": map[string]any{"policyDefinitionId": def}}, 201)
-	gca := vmPay + "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxBaseline"
-	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	gca := vmPay + "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxSshServerSecurityBaseline"
+	scan := func() { e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200) }
+	scan()
 	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
 		t.Fatalf("VM without its guest assignment: %v", st)
 	}
-	e.must(e.admin, "PUT", gca, map[string]any{"properties": map[string]any{"complianceStatus": "NonCompliant"}}, 201)
-	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	// A client cannot declare the assignment compliant: only the agent's report counts.
+	e.must(e.admin, "PUT", gca, map[string]any{"properties": map[string]any{"guestConfiguration": map[string]any{"name": "LinuxSshServerSecurityBaseline"},
+		"complianceStatus": "Compliant"}}, 201)
+	scan()
+	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("VM whose guest assignment is Pending: %v", st)
+	}
+	agent := e.enrollAgent(vmPay)
+	agent.report(t, "NonCompliant")
+	waitFor(t, 10*time.Second, "the agent's NonCompliant result", func() bool {
+		return e.must(e.admin, "GET", gca, nil, 200).body["properties"].(map[string]any)["complianceStatus"] == "NonCompliant"
+	})
+	scan()
 	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
 		t.Fatalf("VM whose guest assignment reports NonCompliant: %v", st)
 	}
-	e.must(e.admin, "PUT", gca, map[string]any{"properties": map[string]any{"complianceStatus": "Compliant"}}, 200)
-	e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
-	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "Compliant" {
-		t.Fatalf("VM whose guest assignment reports Compliant: %v", st)
-	}
+	agent.report(t, "Compliant")
+	waitFor(t, 10*time.Second, "the VM Compliant", func() bool {
+		return e.states(vmPay)["linux-baseline"]["complianceState"] == "Compliant"
+	})
 	// Another VM's guest assignment does not count for this one.
 	other := rgPay + "/providers/" + vmType + "/api-2"
 	e.must(e.admin, "PUT", other, vmBody("Debian"), 201)
 	if st := e.states(other)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
 		t.Fatalf("a VM must not borrow another VM's guest assignment: %v", st)
+	}
+}
+
+// testAgent plays a machine's agent over the API, with a credential enrollment gave it.
+type testAgent struct {
+	e          *env
+	credential string
+	n          int
+}
+
+func (e *env) enrollAgent(machine string) *testAgent {
+	e.t.Helper()
+	id := resource.MustParse(machine)
+	tok, err := e.fleet.EnrollmentToken(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := e.do("", "POST", agentproto.PathEnroll, agentproto.EnrollRequest{Version: agentproto.Version, Token: tok,
+		Facts: agentproto.Facts{Hostname: id.Name(), AgentVersion: "test"}})
+	if r.status != 200 {
+		e.t.Fatalf("enroll: %d %s", r.status, r.raw)
+	}
+	return &testAgent{e: e, credential: r.body["credential"].(string)}
+}
+
+// report runs nothing: it reports every assignment the server gives the machine with the
+// status given, as an agent whose checks came out that way would.
+func (a *testAgent) report(t *testing.T, status string) {
+	t.Helper()
+	r := a.e.do(a.credential, "GET", agentproto.PathAssignments, nil)
+	if r.status != 200 {
+		t.Fatalf("assignments: %d %s", r.status, r.raw)
+	}
+	var as agentproto.Assignments
+	if err := json.Unmarshal(r.raw, &as); err != nil {
+		t.Fatal(err)
+	}
+	a.n++
+	now := time.Now().UTC()
+	rep := agentproto.Report{Version: agentproto.Version, ID: fmt.Sprintf("r%d", a.n), Time: now, Facts: agentproto.Facts{Hostname: "h", AgentVersion: "test"}}
+	for _, x := range as.Assignments {
+		res := agentproto.ResourceReport{ResourceID: "Ensure that the SSH PermitRootLogin is configured", ComplianceStatus: status, Reasons: []agentproto.Reason{}}
+		if status != "Compliant" {
+			res.Reasons = append(res.Reasons, agentproto.Reason{Code: "SettingMismatch", Phrase: `PermitRootLogin is "yes"; expected "no".`})
+		}
+		rep.Assignments = append(rep.Assignments, agentproto.AssignmentReport{Name: x.Name, Hash: x.Hash, ComplianceStatus: status,
+			StartTime: now, EndTime: now, OperationType: "Consistency", Resources: []agentproto.ResourceReport{res}})
+	}
+	if r := a.e.do(a.credential, "POST", agentproto.PathReports, rep); r.status != 200 {
+		t.Fatalf("report: %d %s", r.status, r.raw)
 	}
 }
 
@@ -349,14 +420,14 @@ func TestRemediation(t *testing.T) {
 		"policyRule": map[string]any{
 			"if": map[string]any{"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
 			"then": map[string]any{"effect": "deployIfNotExists", "details": map[string]any{
-				"type": "Microsoft.GuestConfiguration/guestConfigurationAssignments", "name": "LinuxBaseline",
+				"type": "Microsoft.GuestConfiguration/guestConfigurationAssignments", "name": "LinuxSshServerSecurityBaseline",
 				"roleDefinitionIds": []any{"/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c"},
 				"deployment": map[string]any{"properties": map[string]any{"mode": "incremental",
 					"parameters": map[string]any{"vmName": map[string]any{"value": "[field('name')]"}, "location": map[string]any{"value": "[field('location')]"},
 						"type": map[string]any{"value": "[field('type')]"}},
 					"template": map[string]any{"$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
 						"parameters": map[string]any{"vmName": map[string]any{"type": "string"}, "location": map[string]any{"type": "string"},
-							"type": map[string]any{"type": "string"}, "configurationName": map[string]any{"type": "string", "defaultValue": "LinuxBaseline"}},
+							"type": map[string]any{"type": "string"}, "configurationName": map[string]any{"type": "string", "defaultValue": "LinuxSshServerSecurityBaseline"}},
 						"resources": []any{map[string]any{
 							"condition":  "[equals(toLower(parameters('type')), toLower('Microsoft.Compute/virtualMachines'))]",
 							"apiVersion": "2018-11-20", "type": "Microsoft.Compute/virtualMachines/providers/guestConfigurationAssignments",
@@ -397,8 +468,70 @@ func TestRemediation(t *testing.T) {
 	if tags := e.must(e.admin, "GET", vm, nil, 200).body["tags"].(map[string]any); tags["costCenter"] != "cc-42" {
 		t.Fatalf("the modify remediation did not tag the VM: %v", tags)
 	}
-	e.must(e.admin, "GET", vm+"/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxBaseline", nil, 200)
+	e.must(e.admin, "GET", vm+"/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxSshServerSecurityBaseline", nil, 200)
 	if st := e.states(vm); st["cost-center"]["complianceState"] != "Compliant" || st["linux-baseline"]["complianceState"] != "Compliant" {
 		t.Fatalf("after remediation: %v", st)
 	}
+}
+
+// TestAzureGuestConfigurationBuiltIn runs Azure's own "Linux machines should meet the SSH
+// server security baseline" deployIfNotExists built-in, as published, against a VM: it is
+// NonCompliant without the guest assignment; a remediation deploys the assignment with its
+// template (ApplyAndAutoCorrect and the 19 parameters), which gild's configurations accept;
+// the VM stays NonCompliant until its agent reports the assignment Compliant, and then the
+// built-in's existence condition (its parameterHash included) holds.
+func TestAzureGuestConfigurationBuiltIn(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "shared", "azure-policy", "built-in-policies", "policyDefinitions",
+		"Guest Configuration", "LinuxSshServerSecurityBaseline_DINE.json"))
+	if err != nil {
+		t.Skipf("the Azure Policy corpus is not beside the repository: %v", err)
+	}
+	var def map[string]any
+	if err := json.Unmarshal(raw, &def); err != nil {
+		t.Fatal(err)
+	}
+	// Azure's full alias catalogue: the built-in also names Arc and vSphere aliases.
+	catalogue, err := policy.LoadAliasFile(filepath.Join("..", "..", "shared", "azure-policy", "aliases.csv.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *compliance.Options) { o.Aliases = policy.DefaultAliases().Merge(catalogue) })
+	e.seed()
+	defID := "/providers/Microsoft.Authorization/policyDefinitions/ssh-baseline-dine"
+	e.must(e.admin, "PUT", defID, map[string]any{"properties": def["properties"]}, 201)
+	vm := rgPay + "/providers/" + vmType + "/linux-1"
+	e.must(e.admin, "PUT", vm, map[string]any{"location": "local", "tags": map[string]any{"serviceModel": "pet"}, "properties": map[string]any{
+		"osProfile":      map[string]any{"computerName": "linux-1", "linuxConfiguration": map[string]any{"disablePasswordAuthentication": true}},
+		"storageProfile": map[string]any{"osDisk": map[string]any{"osType": "Linux"}, "imageReference": map[string]any{"publisher": "Debian", "offer": "debian-12", "sku": "12"}}}}, 201)
+	asg := subPay + "/providers/Microsoft.Authorization/policyAssignments/ssh-baseline"
+	e.must(e.admin, "PUT", asg, map[string]any{"location": "local", "identity": map[string]any{"type": "SystemAssigned"},
+		"properties": map[string]any{"policyDefinitionId": defID}}, 201)
+	scan := func() { e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200) }
+	scan()
+	if st := e.states(vm)["ssh-baseline"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("before remediation: %v", st)
+	}
+	rem := subPay + "/providers/Microsoft.PolicyInsights/remediations/ssh"
+	e.must(e.admin, "PUT", rem, map[string]any{"properties": map[string]any{"policyAssignmentId": asg}}, 201)
+	waitFor(t, 10*time.Second, "the remediation", func() bool {
+		p := e.must(e.admin, "GET", rem, nil, 200).body["properties"].(map[string]any)
+		return p["provisioningState"] == "Succeeded" || p["provisioningState"] == "Failed"
+	})
+	if p := e.must(e.admin, "GET", rem, nil, 200).body["properties"].(map[string]any); p["provisioningState"] != "Succeeded" {
+		t.Fatalf("remediation: %v", p)
+	}
+	gca := vm + "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/SetLinuxSshServerSecurityBaseline"
+	props := e.must(e.admin, "GET", gca, nil, 200).body["properties"].(map[string]any)
+	gc := props["guestConfiguration"].(map[string]any)
+	if gc["assignmentType"] != "ApplyAndAutoCorrect" || len(gc["configurationParameter"].([]any)) != 19 || props["complianceStatus"] != "Pending" || props["parameterHash"] == "" {
+		t.Fatalf("the deployed assignment: %v", props)
+	}
+	scan()
+	if st := e.states(vm)["ssh-baseline"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("with the assignment Pending: %v", st)
+	}
+	e.enrollAgent(vm).report(t, "Compliant")
+	waitFor(t, 10*time.Second, "the VM Compliant under Azure's built-in", func() bool {
+		return e.states(vm)["ssh-baseline"]["complianceState"] == "Compliant"
+	})
 }
