@@ -268,7 +268,9 @@ func TestGuestConfigurationAuditIfNotExists(t *testing.T) {
 	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/linux-baseline",
 		map[string]any{"properties": map[string]any{"policyDefinitionId": def}}, 201)
 	gca := vmPay + "/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments/LinuxSshServerSecurityBaseline"
-	scan := func() { e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200) }
+	scan := func() {
+		e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	}
 	scan()
 	if st := e.states(vmPay)["linux-baseline"]; st["complianceState"] != "NonCompliant" {
 		t.Fatalf("VM without its guest assignment: %v", st)
@@ -506,7 +508,9 @@ func TestAzureGuestConfigurationBuiltIn(t *testing.T) {
 	asg := subPay + "/providers/Microsoft.Authorization/policyAssignments/ssh-baseline"
 	e.must(e.admin, "PUT", asg, map[string]any{"location": "local", "identity": map[string]any{"type": "SystemAssigned"},
 		"properties": map[string]any{"policyDefinitionId": defID}}, 201)
-	scan := func() { e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200) }
+	scan := func() {
+		e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	}
 	scan()
 	if st := e.states(vm)["ssh-baseline"]; st["complianceState"] != "NonCompliant" {
 		t.Fatalf("before remediation: %v", st)
