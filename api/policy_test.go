@@ -539,3 +539,67 @@ func TestAzureGuestConfigurationBuiltIn(t *testing.T) {
 		return e.states(vm)["ssh-baseline"]["complianceState"] == "Compliant"
 	})
 }
+
+// TestAzureGuestConfigurationAudit runs Azure's auditIfNotExists SSH baseline built-in, as
+// published: as in Azure, gild creates the guest assignment the policy expects (its name
+// from the policy's own expression, Audit, the parameters in the policy's order), and the
+// VM is Compliant once its agent reports that assignment Compliant.
+func TestAzureGuestConfigurationAudit(t *testing.T) {
+	dir := filepath.Join("..", "..", "shared", "azure-policy")
+	raw, err := os.ReadFile(filepath.Join(dir, "built-in-policies", "policyDefinitions", "Guest Configuration", "LinuxSshServerSecurityBaseline_AINE.json"))
+	if err != nil {
+		t.Skipf("the Azure Policy corpus is not beside the repository: %v", err)
+	}
+	catalogue, err := policy.LoadAliasFile(filepath.Join(dir, "aliases.csv.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *compliance.Options) { o.Aliases = policy.DefaultAliases().Merge(catalogue) })
+	e.seed()
+	var def map[string]any
+	if err := json.Unmarshal(raw, &def); err != nil {
+		t.Fatal(err)
+	}
+	defID := "/providers/Microsoft.Authorization/policyDefinitions/ssh-baseline-audit"
+	e.must(e.admin, "PUT", defID, map[string]any{"properties": def["properties"]}, 201)
+	vm := rgPay + "/providers/" + vmType + "/linux-2"
+	e.must(e.admin, "PUT", vm, map[string]any{"location": "local", "tags": map[string]any{"serviceModel": "pet"}, "properties": map[string]any{
+		"osProfile":      map[string]any{"computerName": "linux-2", "linuxConfiguration": map[string]any{"disablePasswordAuthentication": true}},
+		"storageProfile": map[string]any{"osDisk": map[string]any{"osType": "Linux"}, "imageReference": map[string]any{"publisher": "Debian", "offer": "debian-12", "sku": "12"}}}}, 201)
+	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/ssh-audit",
+		map[string]any{"properties": map[string]any{"policyDefinitionId": defID, "parameters": map[string]any{"maxAuthTries": map[string]any{"value": "4"}}}}, 201)
+	scan := func() { e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200) }
+	scan()
+	if st := e.states(vm)["ssh-audit"]; st["complianceState"] != "NonCompliant" {
+		t.Fatalf("before the guest assignment: %v", st)
+	}
+	var created map[string]any
+	waitFor(t, 10*time.Second, "the guest assignment the policy expects", func() bool {
+		r := e.do(e.admin, "GET", vm+"/providers/Microsoft.GuestConfiguration/guestConfigurationAssignments", nil)
+		for _, v := range r.body["value"].([]any) {
+			created = v.(map[string]any)
+			return true
+		}
+		return false
+	})
+	name := created["name"].(string)
+	props := created["properties"].(map[string]any)
+	gc := props["guestConfiguration"].(map[string]any)
+	params := gc["configurationParameter"].([]any)
+	if !strings.HasPrefix(name, "LinuxSshServerSecurityBaseline$pid") || gc["assignmentType"] != "Audit" || len(params) != 19 {
+		t.Fatalf("the created assignment: %s %v", name, props)
+	}
+	maxAuth := map[string]any{}
+	for _, p := range params {
+		if p := p.(map[string]any); p["name"] == "Ensure that the SSH MaxAuthTries is configured;DesiredObjectValue" {
+			maxAuth = p
+		}
+	}
+	if maxAuth["value"] != "4" {
+		t.Fatalf("the assignment does not carry the assignment's parameter value: %v", params)
+	}
+	e.enrollAgent(vm).report(t, "Compliant")
+	waitFor(t, 10*time.Second, "the VM Compliant under Azure's audit built-in", func() bool {
+		return e.states(vm)["ssh-audit"]["complianceState"] == "Compliant"
+	})
+}

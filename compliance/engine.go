@@ -65,6 +65,8 @@ type Engine struct {
 	now       func() time.Time
 	log       *slog.Logger
 	enrichers []Enricher
+	// onGuest receives the guest assignments evaluations find missing (Service sets it).
+	onGuest func(GuestAssignment)
 
 	cat      atomic.Pointer[catalog]
 	reloadMu sync.Mutex
@@ -103,6 +105,7 @@ type definition struct {
 	id       string
 	compiled *policy.Policy
 	err      error
+	guest    *guestSpec // metadata.guestConfiguration, for auditIfNotExists guest policies
 }
 
 type initiative struct {
@@ -134,6 +137,7 @@ type member struct {
 	// policyInfo is what policy() returns for this member; read-only, shared by evaluations.
 	policyInfo map[string]any
 	indexed    bool
+	guest      *guestSpec
 }
 
 type exemption struct {
@@ -220,6 +224,7 @@ func (e *Engine) compileDefinition(r *resource.Resource) *definition {
 		return d
 	}
 	d.compiled, d.err = policy.Compile(def, policy.CompileOptions{Aliases: e.aliases})
+	d.guest = parseGuestSpec(definitionJSON(r))
 	return d
 }
 
@@ -306,7 +311,7 @@ func (e *Engine) bindAssignment(cat *catalog, a *assignment, p assignmentProps) 
 		if err != nil {
 			return assignmentParamError(err)
 		}
-		a.members = []member{newMember(a, "", d.id, q)}
+		a.members = []member{newMember(a, "", d, q)}
 		return nil
 	}
 	in, ok := cat.initiatives[ref]
@@ -341,13 +346,14 @@ func (e *Engine) bindAssignment(cat *catalog, a *assignment, p assignmentProps) 
 		if err != nil {
 			return fieldError(CodeInvalidAssignment, "properties.parameters", "initiative member %s: %v", m.ReferenceID, err)
 		}
-		a.members = append(a.members, newMember(a, m.ReferenceID, d.id, q))
+		a.members = append(a.members, newMember(a, m.ReferenceID, d, q))
 	}
 	return nil
 }
 
-func newMember(a *assignment, referenceID, definitionID string, q *policy.Prepared) member {
-	return member{referenceID: referenceID, definitionID: definitionID, prepared: q, indexed: q.Policy().Mode() == "indexed",
+func newMember(a *assignment, referenceID string, d *definition, q *policy.Prepared) member {
+	definitionID := d.id
+	return member{referenceID: referenceID, definitionID: definitionID, prepared: q, indexed: q.Policy().Mode() == "indexed", guest: d.guest,
 		policyInfo: map[string]any{"assignmentId": a.idStr, "definitionId": definitionID,
 			"setDefinitionId": a.setDefinitionID, "definitionReferenceId": referenceID}}
 }

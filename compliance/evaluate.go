@@ -187,6 +187,10 @@ func (ev *evaluation) decide(ctx context.Context, m member, a *assignment, in *p
 	if err != nil {
 		return policy.Decision{}, err
 	}
+	if q.Effect() == "auditifnotexists" {
+		rid, _ := in.Resource["id"].(string)
+		ev.guestNeed(m, rid, check.Type, check.Name, related)
+	}
 	return q.Decide(in, related)
 }
 

@@ -140,6 +140,7 @@ func (s *Service) Enqueue(scope resource.ID) {
 // scope each Interval, and the scope of an exemption the moment it expires, so that it
 // stops counting without anyone asking.
 func (s *Service) Run(ctx context.Context) {
+	go s.runGuestCreator(ctx)
 	interval := s.Interval
 	if interval <= 0 {
 		interval = time.Hour

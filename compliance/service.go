@@ -35,6 +35,8 @@ type Service struct {
 	// seq is the last change this server has seen; policies written through other servers
 	// on the same store reach this one's catalog by following the change sequence.
 	seq int64
+	// guests creates the guest assignments auditIfNotExists guest policies expect.
+	guests *guestCreator
 }
 
 type logger interface {
@@ -44,7 +46,8 @@ type logger interface {
 
 // NewService returns a service over st. tree gives the current management-group tree.
 func NewService(ctx context.Context, e *Engine, st store.Store, tree func() *resource.Hierarchy) (*Service, error) {
-	s := &Service{Engine: e, store: st, tree: tree, log: e.log, pending: map[string]resource.ID{}, kick: make(chan struct{}, 1)}
+	s := &Service{Engine: e, store: st, tree: tree, log: e.log, pending: map[string]resource.ID{}, kick: make(chan struct{}, 1), guests: newGuestCreator()}
+	e.onGuest = s.guests.add
 	seq, err := st.LastSeq(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: %w", err)

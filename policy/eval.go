@@ -544,3 +544,10 @@ func ParametersOf(d *Definition) []string {
 	sort.Strings(names)
 	return names
 }
+
+// ParameterValue is the value of the named parameter (any case) as this assignment
+// resolved it: the assignment's own or the definition's default.
+func (q *Prepared) ParameterValue(name string) (any, bool) {
+	v, ok := q.params[strings.ToLower(name)]
+	return v, ok
+}
