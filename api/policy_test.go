@@ -568,7 +568,9 @@ func TestAzureGuestConfigurationAudit(t *testing.T) {
 		"storageProfile": map[string]any{"osDisk": map[string]any{"osType": "Linux"}, "imageReference": map[string]any{"publisher": "Debian", "offer": "debian-12", "sku": "12"}}}}, 201)
 	e.must(e.admin, "PUT", subPay+"/providers/Microsoft.Authorization/policyAssignments/ssh-audit",
 		map[string]any{"properties": map[string]any{"policyDefinitionId": defID, "parameters": map[string]any{"maxAuthTries": map[string]any{"value": "4"}}}}, 201)
-	scan := func() { e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200) }
+	scan := func() {
+		e.must(e.admin, "POST", subPay+"/providers/Microsoft.PolicyInsights/policyStates/latest/triggerEvaluation", nil, 200)
+	}
 	scan()
 	if st := e.states(vm)["ssh-audit"]; st["complianceState"] != "NonCompliant" {
 		t.Fatalf("before the guest assignment: %v", st)
