@@ -138,18 +138,30 @@ func (s *Server) machineRoute(w http.ResponseWriter, r *http.Request, c controlp
 	return true
 }
 
+// admit lets a request on a resource through: the method is the one allowed, the caller
+// may read the resource (else it answers 404, as for a resource that is not there) and,
+// when action is set, may carry it out. It answers the request itself when not.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, c controlplane.Caller, id resource.ID, method, action string) bool {
+	if r.Method != method {
+		s.writeError(w, r, methodNotAllowed(r, method))
+		return false
+	}
+	if _, err := s.cp.Get(r.Context(), c, id); err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	if action != "" {
+		if err := s.cp.Authorize(c, action, id); err != nil {
+			s.writeError(w, r, err)
+			return false
+		}
+	}
+	return true
+}
+
 // enrollmentToken makes a one-time token. Body (optional): {"expiresInHours": N}, default 24.
 func (s *Server) enrollmentToken(w http.ResponseWriter, r *http.Request, c controlplane.Caller, target resource.ID, verb string) {
-	if r.Method != http.MethodPost {
-		s.writeError(w, r, methodNotAllowed(r, "POST"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, target); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.cp.Authorize(c, verb, target); err != nil {
-		s.writeError(w, r, err)
+	if !s.admit(w, r, c, target, http.MethodPost, verb) {
 		return
 	}
 	body, err := s.readBody(w, r)
@@ -192,12 +204,7 @@ type machineEvent struct {
 
 // machineEvents serves "{machine}/events?top=N&before=SEQ", newest first.
 func (s *Server) machineEvents(w http.ResponseWriter, r *http.Request, c controlplane.Caller, id resource.ID) {
-	if r.Method != http.MethodGet {
-		s.writeError(w, r, methodNotAllowed(r, "GET"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, id); err != nil {
-		s.writeError(w, r, err)
+	if !s.admit(w, r, c, id, http.MethodGet, "") {
 		return
 	}
 	q := store.MachineEventQuery{Machine: id.String(), Limit: 100}
@@ -241,12 +248,7 @@ func (s *Server) machineEvents(w http.ResponseWriter, r *http.Request, c control
 
 // agentStatus serves "{machine}/agentStatus": the agent's last heartbeat, facts and tattoo.
 func (s *Server) agentStatus(w http.ResponseWriter, r *http.Request, c controlplane.Caller, id resource.ID) {
-	if r.Method != http.MethodGet {
-		s.writeError(w, r, methodNotAllowed(r, "GET"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, id); err != nil {
-		s.writeError(w, r, err)
+	if !s.admit(w, r, c, id, http.MethodGet, "") {
 		return
 	}
 	st, err := s.fleet.Status(id)

@@ -51,16 +51,7 @@ var vmPowerActions = map[string]string{
 // vmPower serves "POST {vm}/start|powerOff|restart". It answers when the operation is
 // done, with the VM's instance view.
 func (s *Server) vmPower(w http.ResponseWriter, r *http.Request, c controlplane.Caller, id resource.ID, action string) {
-	if r.Method != http.MethodPost {
-		s.writeError(w, r, methodNotAllowed(r, "POST"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.cp.Authorize(c, vmPowerActions[action], id); err != nil {
-		s.writeError(w, r, err)
+	if !s.admit(w, r, c, id, http.MethodPost, vmPowerActions[action]) {
 		return
 	}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(10 * time.Minute))
@@ -102,18 +93,9 @@ func (s *Server) vmInstanceView(w http.ResponseWriter, r *http.Request, c contro
 // text, the last N lines (all when 0), and with follow what the guest writes next, until
 // the client goes.
 func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request, c controlplane.Caller, id resource.ID) {
-	if r.Method != http.MethodGet {
-		s.writeError(w, r, methodNotAllowed(r, "GET"))
-		return
-	}
-	if _, err := s.cp.Get(r.Context(), c, id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	// Reading the console shows what the guest prints, passwords typed at it included:
 	// as Azure's serial console, it needs more than read access.
-	if err := s.cp.Authorize(c, "Microsoft.Compute/virtualMachines/write", id); err != nil {
-		s.writeError(w, r, err)
+	if !s.admit(w, r, c, id, http.MethodGet, "Microsoft.Compute/virtualMachines/write") {
 		return
 	}
 	tail := 0
