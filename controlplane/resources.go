@@ -191,6 +191,10 @@ func (s *Service) write(ctx context.Context, tx store.Tx, c Caller, id resource.
 	if err := s.checkType(ctx, tx, c, id, old, next); err != nil {
 		return nil, false, err
 	}
+	if old != nil && strings.TrimSpace(pre.IfNoneMatch) == "*" {
+		// Create-only: say so before the hooks judge the body as a change to what exists.
+		return nil, false, resource.Errorf(resource.CodePreconditionFailed, id.String(), "%s already exists (If-None-Match: *)", id)
+	}
 	tree := s.snap.Load().tree
 	if next.Type == "" || next.Name == "" {
 		// The hooks judge a resource by its type: give them the one its ID names, as the
