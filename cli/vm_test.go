@@ -318,6 +318,9 @@ func TestVMUsageErrors(t *testing.T) {
 func vmHarness(t *testing.T, runVMs bool) *harness {
 	t.Helper()
 	h := newHarness(t, func(c *server.Config) { c.NoVMs = !runVMs })
+	if runVMs {
+		t.Cleanup(func() { killQEMUsUnder(t, h.dataDir) })
+	}
 	h.login()
 	h.ok(`{"properties":{}}`, "put", "/subscriptions/payments", "-f", "-")
 	h.ok(`{"location":"local"}`, "put", "/subscriptions/payments/resourceGroups/images", "-f", "-")

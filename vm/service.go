@@ -391,6 +391,10 @@ func (s *Service) Committed(ctx context.Context, ids []resource.ID) {
 				cancel()
 			}
 			s.mu.Unlock()
+			// Removed before the delete answers, so that a deleted VM is gone when its
+			// deleter hears so, even if the server stops right after.
+			s.reconcile(context.WithoutCancel(ctx), id)
+			continue
 		}
 		s.spawn(func(ctx context.Context) { s.reconcile(ctx, id) })
 	}
