@@ -211,18 +211,25 @@ EOF
 EOF
 
   if [[ $(id -u) -eq 0 ]]; then
-    # Two real VMs from the gallery, booted under QEMU: one cattle on latest, one pet
-    # pinned to 1.0.0 (a version behind once a second make demo has built 1.0.1). Their
-    # agents enroll and report; the SSH baseline audits them. An SSH key of the demo's own
-    # lets you in as "ops" (ssh -i .data/demo/id_ed25519 -p PORT ops@127.0.0.1, PORT from
-    # gild vm show).
+    # Two real VMs from the gallery's latest version, booted under QEMU: a cattle and a pet.
+    # They are made once; after the next make demo builds a newer version both are behind,
+    # and gild vm refresh would replace the cattle and only report the pet. Their agents
+    # enroll and report; the SSH baseline audits them. An SSH key of the demo's own lets
+    # you in as "ops" (ssh -i .data/demo/id_ed25519 -p PORT ops@127.0.0.1, PORT from gild
+    # vm show).
     [[ -s $data/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C gild-demo -f "$data/id_ed25519" ||
       die "ssh-keygen failed"
     local vm_rg=/subscriptions/payments/resourceGroups/prod
     local pids=() name image model
-    for spec in "web-1 $def@latest cattle" "batch-1 $def@1.0.0 pet"; do
+    local vm_id existing
+    for spec in "web-1 $def@latest cattle" "batch-1 $def@latest pet"; do
       read -r name image model <<<"$spec"
-      "$gild" get "$vm_rg/providers/Microsoft.Compute/virtualMachines/$name" >/dev/null 2>&1 && continue
+      vm_id=$vm_rg/providers/Microsoft.Compute/virtualMachines/$name
+      if existing=$("$gild" get "$vm_id" -o json 2>/dev/null); then
+        # Kept when gild runs it; a record from a demo made before gild ran VMs is made again.
+        grep -q '"vmId"' <<<"$existing" && continue
+        "$gild" vm delete "$vm_id" --yes >/dev/null || die "deleting the old record of $name failed"
+      fi
       say "Creating VM $name ($model, $image); it boots under QEMU and its agent enrolls..."
       "$gild" vm create "$name" -g "$vm_rg" --image "$image" --tag "serviceModel=$model" \
         --admin-username ops --ssh-key "$data/id_ed25519.pub" --wait --timeout 10m >"$data/vm-$name.txt" 2>&1 &
