@@ -93,6 +93,8 @@ func (s *Service) Assignments(ctx context.Context, machineID resource.ID, etag s
 		case <-ch:
 		case <-deadline.C:
 			return a, false, nil
+		case <-s.stopping:
+			return a, false, nil
 		case <-ctx.Done():
 			return a, false, ctx.Err()
 		}

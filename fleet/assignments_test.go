@@ -149,3 +149,29 @@ func TestAssignmentValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownEndsLongPolls: a server stopping answers the agents' held requests at once.
+func TestShutdownEndsLongPolls(t *testing.T) {
+	e := newEnv(t, fleet.BuiltinConfigurations{})
+	vm := e.vm(t, "pet-3")
+	e.enroll(t, vm)
+	first, _, err := e.fleet.Assignments(e.ctx, vm, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool, 1)
+	go func() {
+		_, changed, _ := e.fleet.Assignments(e.ctx, vm, first.ETag, time.Minute)
+		done <- changed
+	}()
+	time.Sleep(100 * time.Millisecond)
+	e.fleet.Shutdown()
+	select {
+	case changed := <-done:
+		if changed {
+			t.Error("a shutdown answered changed assignments")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a held request outlived Shutdown")
+	}
+}

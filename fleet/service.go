@@ -81,6 +81,8 @@ type Service struct {
 	deleted  map[string]bool // machines deleted in transactions not yet committed
 
 	reevaluate func(scope resource.ID)
+	stopping   chan struct{} // closed by Shutdown: held requests answer at once
+	stopOnce   sync.Once
 	batch      chan *ingest
 	followups  chan followup
 }
@@ -123,7 +125,7 @@ func New(st store.Store, opts Options) (*Service, error) {
 	}
 	return &Service{store: st, opts: opts, log: log,
 		machines: map[string]*machine{}, byCred: map[string]string{}, etags: map[string]string{},
-		waiters: map[string]chan struct{}{}, deleted: map[string]bool{},
+		waiters: map[string]chan struct{}{}, deleted: map[string]bool{}, stopping: make(chan struct{}),
 		batch: make(chan *ingest, 4096), followups: make(chan followup, 4096)}, nil
 }
 
@@ -278,3 +280,7 @@ func (m *machine) factsOrZero() agentproto.Facts {
 	}
 	return m.facts
 }
+
+// Shutdown ends the assignment requests agents hold open, so that a server stopping need
+// not wait out their long polls; each answers unchanged and the agent asks again.
+func (s *Service) Shutdown() { s.stopOnce.Do(func() { close(s.stopping) }) }
