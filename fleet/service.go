@@ -238,14 +238,13 @@ func newSecret(prefix string) (string, error) {
 
 // Status is what fleet knows of one machine's agent, for the API and the dashboard.
 type Status struct {
-	MachineID    string            `json:"machineId"`
-	EnrolledAt   time.Time         `json:"enrolledAt"`
-	LastSeen     time.Time         `json:"lastHeartbeat,omitzero"`
-	State        string            `json:"status"` // Connected, Disconnected or Pending
-	Facts        agentproto.Facts  `json:"facts"`
-	Tattoo       map[string]any    `json:"tattoo,omitempty"`
-	Assignments  map[string]string `json:"-"`
-	LastReportID string            `json:"lastReportId,omitempty"`
+	MachineID    string           `json:"machineId"`
+	EnrolledAt   time.Time        `json:"enrolledAt"`
+	LastSeen     time.Time        `json:"lastHeartbeat,omitzero"`
+	State        string           `json:"status"` // Connected, Disconnected or Pending
+	Facts        agentproto.Facts `json:"facts"`
+	Tattoo       map[string]any   `json:"tattoo,omitempty"`
+	LastReportID string           `json:"lastReportId,omitempty"`
 }
 
 // state says whether an agent is connected: it reported within three intervals.
