@@ -657,10 +657,10 @@ func (s *Service) vmFor(ctx context.Context, id resource.ID) (*resource.Resource
 	return r, sp, nil
 }
 
-// Start starts a stopped VM, or provisions again one whose provisioning failed, reusing
-// whatever it has (its disk, its instance ID: the guest is not provisioned again). The
-// outcome is recorded on the VM's provisioningState.
-func (s *Service) Start(ctx context.Context, id resource.ID) error {
+// powerOp runs a power operation on VM id under its lock. Begun, an operation is finished
+// even if the caller goes away: a start cut short would be recorded as a failure of the
+// VM, a stop cut short (StopGrace bounds it) would leave running a VM recorded as stopped.
+func (s *Service) powerOp(ctx context.Context, id resource.ID, op func(ctx context.Context, r *resource.Resource, sp spec, m *machine) error) error {
 	r, sp, err := s.vmFor(ctx, id)
 	if err != nil {
 		return err
@@ -671,36 +671,38 @@ func (s *Service) Start(ctx context.Context, id resource.ID) error {
 		return err
 	}
 	defer unlock()
-	// Begun, a start is finished even if the caller goes away: cut short, it would be
-	// recorded as a failure of the VM.
-	ctx = context.WithoutCancel(ctx)
+	return op(context.WithoutCancel(ctx), r, sp, m)
+}
+
+// startLocked brings a VM up and records the outcome on its provisioningState; verb names
+// the operation in the error.
+func (s *Service) startLocked(ctx context.Context, verb string, id resource.ID, r *resource.Resource, sp spec, m *machine) error {
 	if err := s.dropOtherIncarnation(m, sp.VMID); err != nil {
 		return err
 	}
-	err = s.bringUp(ctx, id, r, sp)
+	err := s.bringUp(ctx, id, r, sp)
 	s.record(ctx, id, sp.VMID, err)
 	if err != nil {
-		return fmt.Errorf("start %s: %w", id.Name(), err)
+		return fmt.Errorf("%s %s: %w", verb, id.Name(), err)
 	}
 	return nil
+}
+
+// Start starts a stopped VM, or provisions again one whose provisioning failed, reusing
+// whatever it has (its disk, its instance ID: the guest is not provisioned again). The
+// outcome is recorded on the VM's provisioningState.
+func (s *Service) Start(ctx context.Context, id resource.ID) error {
+	return s.powerOp(ctx, id, func(ctx context.Context, r *resource.Resource, sp spec, m *machine) error {
+		return s.startLocked(ctx, "start", id, r, sp, m)
+	})
 }
 
 // Stop powers a VM off: the guest gets StopGrace to shut down before QEMU is killed. The
 // VM stays stopped, also across a server restart, until Start.
 func (s *Service) Stop(ctx context.Context, id resource.ID) error {
-	_, _, err := s.vmFor(ctx, id)
-	if err != nil {
-		return err
-	}
-	m := s.machine(id.String())
-	unlock, err := s.lockKey(ctx, m.key)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	// Begun, a stop is finished (StopGrace bounds it) even if the caller goes away: cut
-	// short, it would leave running a VM recorded as stopped.
-	return s.stopLocked(context.WithoutCancel(ctx), id, m)
+	return s.powerOp(ctx, id, func(ctx context.Context, _ *resource.Resource, _ spec, m *machine) error {
+		return s.stopLocked(ctx, id, m)
+	})
 }
 
 func (s *Service) stopLocked(ctx context.Context, id resource.ID, m *machine) error {
@@ -726,28 +728,14 @@ func (s *Service) stopLocked(ctx context.Context, id resource.ID, m *machine) er
 
 // Restart powers a VM off (as Stop) and starts it again (as Start).
 func (s *Service) Restart(ctx context.Context, id resource.ID) error {
-	r, sp, err := s.vmFor(ctx, id)
-	if err != nil {
-		return err
-	}
-	m := s.machine(id.String())
-	unlock, err := s.lockKey(ctx, m.key)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	ctx = context.WithoutCancel(ctx) // as Stop and Start
-	if st, _ := m.loadState(); st != nil {
-		if err := s.stopLocked(ctx, id, m); err != nil {
-			return err
+	return s.powerOp(ctx, id, func(ctx context.Context, r *resource.Resource, sp spec, m *machine) error {
+		if st, _ := m.loadState(); st != nil {
+			if err := s.stopLocked(ctx, id, m); err != nil {
+				return err
+			}
 		}
-	}
-	err = s.bringUp(ctx, id, r, sp)
-	s.record(ctx, id, sp.VMID, err)
-	if err != nil {
-		return fmt.Errorf("restart %s: %w", id.Name(), err)
-	}
-	return nil
+		return s.startLocked(ctx, "restart", id, r, sp, m)
+	})
 }
 
 // InstanceStatus is one status of an instance view, in Azure's shape.
