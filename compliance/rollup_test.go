@@ -230,4 +230,3 @@ func mustParse(t *testing.T, s string) resource.ID {
 	}
 	return id
 }
-
