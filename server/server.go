@@ -29,6 +29,7 @@ import (
 	"github.com/gildhq/gild/store"
 	"github.com/gildhq/gild/store/sqlite"
 	"github.com/gildhq/gild/vm"
+	"github.com/gildhq/gild/web"
 
 	// The PostgreSQL backend registers itself for postgres:// URLs.
 	_ "github.com/gildhq/gild/store/postgres"
@@ -220,8 +221,15 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("created the first Owner token for /", "file", tokenPath)
 	}
 
+	apiHandler := api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines, VMs: vms, Refresher: refresher})
+	rollup := compliance.NewRollup(st)
+	dashboard, err := web.New(web.Options{Control: cp, Compliance: policies, Rollup: rollup, Gallery: images, Pipeline: builds,
+		Fleet: machines, VMs: vms, Refresher: refresher, Logger: log, Key: shareKey})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	srv := &http.Server{
-		Handler:           api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines, VMs: vms, Refresher: refresher}),
+		Handler:           routes(apiHandler, dashboard),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -233,6 +241,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go policies.Run(runCtx)
 	go images.Run(runCtx)
 	go machines.Run(runCtx)
+	go rollup.Run(runCtx, 5*time.Second, log)
 	if refresher != nil && cfg.RefreshInterval > 0 {
 		go scheduledRefresh(runCtx, log, refresher, cfg.RefreshInterval)
 	}
@@ -261,6 +270,21 @@ func Run(ctx context.Context, cfg Config) error {
 	builds.Wait()
 	log.Info("gild stopped")
 	return nil
+}
+
+// routes serves the dashboard under /ui/ and the API everywhere else; a browser that
+// opens the server's address is sent to the dashboard.
+func routes(apiHandler, dashboard http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(web.Prefix, dashboard)
+	mux.Handle("/", apiHandler)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && r.Method == http.MethodGet && r.URL.RawQuery == "" && strings.Contains(r.Header.Get("Accept"), "text/html") {
+			http.Redirect(w, r, web.Prefix, http.StatusFound)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // redacted hides a store URL's password for the log.
