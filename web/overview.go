@@ -24,7 +24,7 @@ type overviewData struct {
 	Overview    compliance.RollupOverview
 	SyncProblem string
 	// Links to the resource list, narrowed to this scope.
-	ResourcesURL, NonCompliantURL string
+	ResourcesURL, NonCompliantURL                                       string
 	Teams, Groups, ManagementGroups, Initiatives, Assignments, Policies *table
 }
 

@@ -70,12 +70,12 @@ type filter struct {
 
 type hiddenField struct{ Name, Value string }
 
-func text(s string) cell             { return cell{Text: s} }
-func link(s, href string) cell       { return cell{Text: s, Href: href} }
-func stateCell(state string) cell    { return cell{Text: orDash(state), State: state} }
-func number(n int64) cell            { return cell{Text: strconv.FormatInt(n, 10)} }
-func percent(p float64) cell         { return cell{Text: formatPct(p), Bar: &p} }
-func formatPct(p float64) string     { return strconv.FormatFloat(p, 'f', -1, 64) + " %" }
+func text(s string) cell               { return cell{Text: s} }
+func link(s, href string) cell         { return cell{Text: s, Href: href} }
+func stateCell(state string) cell      { return cell{Text: orDash(state), State: state} }
+func number(n int64) cell              { return cell{Text: strconv.FormatInt(n, 10)} }
+func percent(p float64) cell           { return cell{Text: formatPct(p), Bar: &p} }
+func formatPct(p float64) string       { return strconv.FormatFloat(p, 'f', -1, 64) + " %" }
 func (t *table) param(k string) string { return t.Name + "." + k }
 
 func orDash(s string) string {
