@@ -71,9 +71,11 @@ func (h *Handler) render(w http.ResponseWriter, r *request, status int, v *view)
 		return
 	}
 	d := pageData{Title: v.Title, Nav: v.Nav, Crumbs: v.Crumbs, Now: r.now, Data: v.Data}
-	if r.session != nil {
+	if r.caller.PrincipalID != "" {
 		d.SignedIn = true
 		d.Principal = r.caller.PrincipalID
+	}
+	if r.session != nil {
 		d.CSRF = h.keys.csrf(r.session)
 	}
 	var buf bytes.Buffer

@@ -32,6 +32,26 @@ func TestSignInAndSessions(t *testing.T) {
 		t.Errorf("GET / from a browser: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
+	// Scripts read pages and exports with a bearer token, without a session.
+	req, _ = http.NewRequest("GET", e.url+"/ui/?export=teams&format=csv", nil)
+	req.Header.Set("Authorization", "Bearer "+e.admin)
+	if resp, err = noRedirect.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(raw), "Subscription,Compliance") || resp.Header.Get("Content-Type") != "text/csv; charset=utf-8" {
+		t.Errorf("export with a bearer token: %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), raw)
+	}
+	req.Header.Set("Authorization", "Bearer gild_wrong")
+	if resp, err = noRedirect.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a wrong bearer token: %d", resp.StatusCode)
+	}
+
 	// A form posted without the sign-in page's anti-forgery value is refused.
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
