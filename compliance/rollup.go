@@ -36,6 +36,7 @@ type Rollup struct {
 	assignIdx   map[string]int32
 	buckets     []rollupBucket
 	bucketIdx   map[string]int32
+	types       map[string]string // one copy of each resource type's name
 	synced      time.Time
 }
 
@@ -143,7 +144,7 @@ type dayCounts struct {
 // NewRollup returns an empty roll-up over st; Sync fills it.
 func NewRollup(st store.PolicyStateStore) *Rollup {
 	return &Rollup{st: st, resourceIdx: map[string]int32{}, policyIdx: map[policyRef]int32{},
-		assignIdx: map[string]int32{}, bucketIdx: map[string]int32{}}
+		assignIdx: map[string]int32{}, bucketIdx: map[string]int32{}, types: map[string]string{}}
 }
 
 // gapGrace is how long a hole in the history's sequence is waited for: a transaction that
@@ -259,6 +260,11 @@ func (r *Rollup) resource(id string) *rollupResource {
 	bucket := resource.Root
 	if parsed, err := resource.Parse(id); err == nil {
 		typ = parsed.Type()
+		if t, ok := r.types[typ]; ok {
+			typ = t
+		} else {
+			r.types[typ] = typ
+		}
 		bucket = bucketOf(parsed)
 	}
 	bk := bucket.Key()

@@ -88,6 +88,19 @@ healthy() {
   ) 2>/dev/null
 }
 
+# dashboard_get prints the body of a dashboard page or export, read with the admin token,
+# through bash's /dev/tcp as healthy does; it fails unless the answer is 200.
+dashboard_get() {
+  (
+    exec 3<>"/dev/tcp/$host/$port"
+    printf 'GET %s HTTP/1.0\r\nHost: %s:%s\r\nAuthorization: Bearer %s\r\n\r\n' "$1" "$host" "$port" "$(<"$data/admin.token")" >&3
+    IFS= read -r -t 10 status <&3
+    [[ $status == "HTTP/1."[01]" 200"* ]] || exit 1
+    while IFS= read -r -t 10 line <&3 && [[ $line != $'\r' ]]; do :; done
+    tr -d '\r' <&3
+  )
+}
+
 # put PUTs a JSON body (from stdin) at an ID and prints one line about it.
 put() {
   local id=$1 out
@@ -260,6 +273,14 @@ EOF
   say ""
   "$gild" compliance summary /
 
+  # The dashboard shows what the demo made: its lists, as the pages show them, read back.
+  local teams
+  teams=$(dashboard_get '/ui/?export=teams&format=csv') || die "the dashboard did not answer; see $log"
+  (($(wc -l <<<"$teams") > 1)) || die "the dashboard shows no team's compliance yet"
+  say ""
+  say "The dashboard at $url/ui/ shows, per team:"
+  sed 's/^/  /' <<<"$teams" | column -t -s, 2>/dev/null || sed 's/^/  /' <<<"$teams"
+
   # A Reader token for the payments team; one from an earlier run is kept while it works.
   local reader=$data/payments-reader.token
   if [[ -s $reader ]] && GILD_TOKEN=$(<"$reader") "$gild" get /subscriptions/payments >/dev/null 2>&1; then
@@ -274,6 +295,7 @@ EOF
   cat <<EOF
 
 gild is running at $url (pid $pid).
+  dashboard:                         $url/ui/ (sign in with a token below)
   admin token (Owner of /):          .data/demo/admin.token
   payments team token (Reader):      .data/demo/payments-reader.token
   server log:                        .data/demo/server.log
