@@ -26,10 +26,12 @@ var layers = map[string]int{
 	"gallery": 2, "compliance": 2, "fleet": 2, "builder/debian": 2, "builder/disk": 2, "builder/qemu": 2,
 	"controlplane": 4, "vm": 4, "pipeline": 4,
 	"jobs": 5,
-	"api":  6, "web": 6,
-	"server":   7,
-	"cli":      8,
-	"cmd/gild": 9, "cmd/gild-agent": 9,
+	"api":  6,
+	// The dashboard links to the API (its version, its log endpoints) and never the reverse.
+	"web":      7,
+	"server":   8,
+	"cli":      9,
+	"cmd/gild": 10, "cmd/gild-agent": 10,
 	".": 10, // this package, whose tests look at all the others
 }
 
