@@ -3,6 +3,7 @@
 #   make demo       build, start a demo server on 127.0.0.1:8080 with sample data
 #   make demo-stop  stop it
 #   make test       install what the tests need, check formatting, vet, run every test
+#                   (the dashboard's screenshots land in .artifacts/screenshots)
 #   make build      build bin/gild
 #   make deps       install the system packages the tests need (apt, when missing)
 #   make clean      stop the demo, remove bin/ and .data/
@@ -20,10 +21,13 @@ GO ?= go
 # tools (builder/...): mmdebstrap for the Debian base, tar for its cache, QEMU and qemu-img
 # for disks and the validation boot, OVMF as the UEFI firmware, GRUB's x86_64-efi modules
 # for the boot loader, and the partition and filesystem tools that assemble the disk
-# without mounting it (sfdisk from fdisk, mkfs.ext4, mkfs.vfat, mtools' mcopy).
+# without mounting it (sfdisk from fdisk, mkfs.ext4, mkfs.vfat, mtools' mcopy). Last, the
+# dashboard's browser tests (web/browser_test.go) drive Debian's chromium headless, with a
+# font to draw the pages' text in their screenshots.
 DEB_PACKAGES := postgresql ca-certificates git \
   mmdebstrap tar qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin grub-common \
-  fdisk e2fsprogs dosfstools mtools util-linux
+  fdisk e2fsprogs dosfstools mtools util-linux \
+  chromium fonts-dejavu-core
 
 .PHONY: deps build test demo demo-stop clean
 
@@ -51,7 +55,7 @@ test: deps
 	@unformatted=$$(gofmt -l . | grep -v '/testdata/' || true); \
 	if [[ -n "$$unformatted" ]]; then echo "gofmt: these files need formatting (run gofmt -w):" >&2; echo "$$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
-	GILD_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 30m ./...
+	GILD_REQUIRE_POSTGRES=1 GILD_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout 30m ./...
 
 demo: deps build
 	@scripts/demo.sh start
