@@ -176,10 +176,10 @@ func TestImagesPages(t *testing.T) {
 		version string
 		wants   []string
 	}{
-		{"0.9.0", []string{`>EndOfLife<`, `local: Completed (1/1)`, `<td>0</td>`}},
+		{"0.9.0", []string{`>EndOfLife<`, `local: Completed (1/1)`, `<td class="num">0</td>`}},
 		{"0.9.5", []string{`>Deprecated<`, `newest 3 versions`}},
-		{"1.0.0", []string{`>Aged<`, `a newer version, 1.1.0, is published`, `<td>2</td>`, `teamA (2)`}},
-		{"1.1.0", []string{`>Active<`, `badge good">latest<`, `local: Completed (1/1); west: Completed (2/2)`, `<td>2</td>`, `teamA (1), teamB (1)`}},
+		{"1.0.0", []string{`>Aged<`, `a newer version, 1.1.0, is published`, `<td class="num">2</td>`, `teamA (2)`}},
+		{"1.1.0", []string{`>Active<`, `badge good">latest<`, `local: Completed (1/1); west: Completed (2/2)`, `<td class="num">2</td>`, `teamA (1), teamB (1)`}},
 		{"1.2.0", []string{`>Active<`, `<td>yes</td>`}},
 	} {
 		tr := imgRow(imgTable(page, "versions"), `/versions/`+c.version+`">`+c.version+`</a>`)
@@ -196,7 +196,7 @@ func TestImagesPages(t *testing.T) {
 	if tr := imgRow(page, ">debian-12-hardened</a>", "Contoso"); !strings.Contains(tr, `>1.1.0</a>`) {
 		t.Errorf("the definition's latest version is not 1.1.0:\n%s", tr)
 	}
-	if tr := imgRow(page, "<td>teamB</td>"); !strings.Contains(tr, ">1.1.0</a>") || !strings.Contains(tr, "<td>1</td>") {
+	if tr := imgRow(page, "<td>teamB</td>"); !strings.Contains(tr, ">1.1.0</a>") || !strings.Contains(tr, "<td class=\"num\">1</td>") {
 		t.Errorf("teamB's use:\n%s", tr)
 	}
 	// Filters: by lifecycle state, by team.
@@ -247,7 +247,7 @@ func TestImagesPages(t *testing.T) {
 			t.Errorf("version 1.1.0's page lacks %q", want)
 		}
 	}
-	if tr := imgRow(page, "<td>west</td>"); !strings.Contains(tr, "Completed") || !strings.Contains(tr, "<td>2</td>") {
+	if tr := imgRow(page, "<td>west</td>"); !strings.Contains(tr, "Completed") || !strings.Contains(tr, "<td class=\"num\">2</td>") {
 		t.Errorf("west's replication:\n%s", tr)
 	}
 	page = admin.mustGet("/ui/image" + imgDef + "/versions/0.9.0")
@@ -305,7 +305,7 @@ func TestImagesPagesShowATeamOnlyItsVMs(t *testing.T) {
 	if !strings.Contains(page, `id="vms-total">3<`) || !strings.Contains(page, `id="versions-total">5<`) {
 		t.Errorf("teamA's counts:\n%s", page)
 	}
-	if tr := imgRow(imgTable(page, "versions"), `/versions/1.1.0">1.1.0</a>`); !strings.Contains(tr, "teamA (1)") || !strings.Contains(tr, "<td>1</td>") {
+	if tr := imgRow(imgTable(page, "versions"), `/versions/1.1.0">1.1.0</a>`); !strings.Contains(tr, "teamA (1)") || !strings.Contains(tr, "<td class=\"num\">1</td>") {
 		t.Errorf("teamA's row of 1.1.0:\n%s", tr)
 	}
 	status, body := b.get("/ui/images?export=versions&format=csv")
@@ -319,7 +319,7 @@ func TestImagesPagesShowATeamOnlyItsVMs(t *testing.T) {
 	if strings.Contains(page, ">corp</a>") || strings.Contains(page, "a-1") || strings.Contains(page, "teamA") || !strings.Contains(page, `id="vms-total">1<`) {
 		t.Errorf("teamB's images page:\n%s", page)
 	}
-	if tr := imgRow(imgTable(page, "usage"), "<td>teamB</td>"); !strings.Contains(tr, ">1.1.0</td>") || strings.Contains(tr, "href") || !strings.Contains(tr, "<td>1</td>") {
+	if tr := imgRow(imgTable(page, "usage"), "<td>teamB</td>"); !strings.Contains(tr, ">1.1.0</td>") || strings.Contains(tr, "href") || !strings.Contains(tr, "<td class=\"num\">1</td>") {
 		t.Errorf("teamB's use of 1.1.0, which it may not open:\n%s", tr)
 	}
 	if status, _ := tb.get("/ui/image" + imgDef + "/versions/1.1.0"); status != http.StatusNotFound && status != http.StatusForbidden {
@@ -473,7 +473,7 @@ func TestRunPages(t *testing.T) {
 	// The recorded runs: step timings and test results.
 	page = admin.mustGet("/ui/run" + bad)
 	for _, want := range []string{`Failed checks</dt>`, `no-telnet`, `package telnet is installed`, `badge bad">NonCompliant<`, `id="checks-failed"><span class="badge bad">1<`,
-		`14.0 s (limit 120 s)`, `<td>42.0</td>`, `4 min 42 s`} {
+		`14.0 s (limit 120 s)`, `<td class="num">42.0</td>`, `4 min 42 s`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the failed validation's page lacks %q", want)
 		}

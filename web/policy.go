@@ -323,7 +323,7 @@ func reasonRows(s store.PolicyState, message string) []row {
 		pol = s.ReferenceID
 	}
 	base := row{link(id.Name(), resourceURL(s.ResourceID)), text(id.Subscription), text(id.ResourceGroup), text(pol)}
-	msg := cell{Text: message}
+	msg := messageCell(message)
 	since := text(formatTime(s.ChangedAt))
 	var reasons []policy.Reason
 	_ = json.Unmarshal(s.Reasons, &reasons)

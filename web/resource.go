@@ -371,15 +371,8 @@ func messageFor(a assignmentInfo, referenceID string) string {
 	return general
 }
 
-// messageCell shows a message; when it names a web page, the cell links to it (the
-// messages section above the list links every address in it).
-func messageCell(msg string) cell {
-	c := cell{Text: msg, Title: msg}
-	if m := urlPattern.FindString(msg); m != "" {
-		c.Href = m
-	}
-	return c
-}
+// messageCell shows a message with each web address in it a link.
+func messageCell(msg string) cell { return cell{Text: msg, Links: true} }
 
 // reasonValue shows an expected or actual value of a reason.
 func reasonValue(v any) string {

@@ -59,6 +59,8 @@ type cell struct {
 	Bar   *float64
 	// Title is a longer text shown on hover and read by screen readers.
 	Title string
+	// Links makes each web address in Text a link (a non-compliance message's wiki page).
+	Links bool
 }
 
 type filter struct {
