@@ -464,16 +464,21 @@ func listHas(prefixes []string, key string) bool {
 	return false
 }
 
+// visibilities decides, bucket by bucket, how much of each f lets through. r.mu is held.
+func (r *Rollup) visibilities(f viewFilter) []visibility {
+	vis := make([]visibility, len(r.buckets))
+	for i := range r.buckets {
+		vis[i] = f.bucket(r.buckets[i].key)
+	}
+	return vis
+}
+
 // Overview rolls up what v may see.
 func (r *Rollup) Overview(v RollupView) RollupOverview {
 	f := newViewFilter(v)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-
-	vis := make([]visibility, len(r.buckets))
-	for i := range r.buckets {
-		vis[i] = f.bucket(r.buckets[i].key)
-	}
+	vis := r.visibilities(f)
 	// Initiative of each assignment, by index.
 	initiativeOf := make([]int32, len(r.assignments))
 	var initiatives []string
@@ -715,10 +720,7 @@ func (r *Rollup) Resources(v RollupView) []ResourceSummary {
 	f := newViewFilter(v)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	vis := make([]visibility, len(r.buckets))
-	for i := range r.buckets {
-		vis[i] = f.bucket(r.buckets[i].key)
-	}
+	vis := r.visibilities(f)
 	var out []ResourceSummary
 	for i := range r.resources {
 		res := &r.resources[i]

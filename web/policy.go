@@ -2,7 +2,6 @@ package web
 
 import (
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strings"
 
@@ -332,7 +331,7 @@ func reasonRows(s store.PolicyState, message string) []row {
 	}
 	out := make([]row, 0, len(reasons))
 	for _, rs := range reasons {
-		expected := valueText(rs.Expected)
+		expected := reasonValue(rs.Expected)
 		if rs.Operator != "" {
 			not := ""
 			if rs.Negated {
@@ -340,24 +339,9 @@ func reasonRows(s store.PolicyState, message string) []row {
 			}
 			expected = not + rs.Operator + " " + expected
 		}
-		out = append(out, append(append(row{}, base...), text(rs.Subject), text(expected), text(valueText(rs.Actual)), text(rs.Phrase), msg, since))
+		out = append(out, append(append(row{}, base...), text(rs.Subject), text(expected), text(reasonValue(rs.Actual)), text(rs.Phrase), msg, since))
 	}
 	return out
-}
-
-// valueText shows a JSON value as a person reads it: strings bare, the rest as JSON.
-func valueText(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "(none)"
-	case string:
-		return x
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
 }
 
 func compactJSON(raw json.RawMessage) string {
@@ -365,7 +349,7 @@ func compactJSON(raw json.RawMessage) string {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return string(raw)
 	}
-	return valueText(v)
+	return reasonValue(v)
 }
 
 type definitionData struct {
@@ -412,11 +396,11 @@ func (h *Handler) definition(r *request) (*view, error) {
 		_ = json.Unmarshal(d.Definition.Parameters[n], &p)
 		allowed := ""
 		if p.AllowedValues != nil {
-			allowed = valueText(p.AllowedValues)
+			allowed = reasonValue(p.AllowedValues)
 		}
 		def := "—"
 		if p.DefaultValue != nil {
-			def = valueText(p.DefaultValue)
+			def = reasonValue(p.DefaultValue)
 		}
 		d.Parameters.Rows = append(d.Parameters.Rows, row{text(n), text(p.Type), text(def), text(orDash(allowed)), text(p.Metadata.Description)})
 	}

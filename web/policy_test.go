@@ -83,7 +83,7 @@ func TestOverviewAndPolicyPages(t *testing.T) {
 	page = admin.mustGet("/ui/assignment" + tagPolicy)
 	for _, want := range []string{
 		`<a href="https://wiki.example.com/policies/service-model" rel="noopener noreferrer">`,
-		">api-1</a>", "tags[&#39;serviceModel&#39;]", "notIn [&#34;pet&#34;,&#34;cattle&#34;]", "(none)", "Audit",
+		">api-1</a>", "tags[&#39;serviceModel&#39;]", "notIn [&#34;pet&#34;,&#34;cattle&#34;]", "(not set)", "Audit",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the assignment page lacks %q", want)
