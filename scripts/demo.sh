@@ -101,6 +101,11 @@ dashboard_get() {
   )
 }
 
+# table prints CSV as aligned columns (plain when column(1) is missing).
+table() {
+  { column -t -s, <<<"$1" 2>/dev/null || cat <<<"$1"; } | sed 's/^/  /'
+}
+
 # put PUTs a JSON body (from stdin) at an ID and prints one line about it.
 put() {
   local id=$1 out
@@ -277,9 +282,16 @@ EOF
   local teams
   teams=$(dashboard_get '/ui/?export=teams&format=csv') || die "the dashboard did not answer; see $log"
   (($(wc -l <<<"$teams") > 1)) || die "the dashboard shows no team's compliance yet"
+  local fleet versions
+  fleet=$(dashboard_get '/ui/fleet?export=teams&format=csv') || die "the dashboard's pets-and-cattle page did not answer; see $log"
+  versions=$(dashboard_get '/ui/images?export=versions&format=csv') || die "the dashboard's images page did not answer; see $log"
+  (($(wc -l <<<"$versions") > 1)) || die "the dashboard shows no image version"
   say ""
-  say "The dashboard at $url/ui/ shows, per team:"
-  sed 's/^/  /' <<<"$teams" | column -t -s, 2>/dev/null || sed 's/^/  /' <<<"$teams"
+  say "The dashboard at $url/ui/ shows compliance per team:"
+  table "$teams"
+  say "pets and cattle per team:"
+  table "$fleet"
+  say "and $(($(wc -l <<<"$versions") - 1)) image version(s) with their lifecycle, replication and the VMs on each (Images)."
 
   # A Reader token for the payments team; one from an earlier run is kept while it works.
   local reader=$data/payments-reader.token
