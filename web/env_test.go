@@ -68,43 +68,53 @@ func newEnv(t testing.TB, configure ...func(*server.Config)) *env {
 // a status of 300 or more unless the caller asks for the status with want.
 func (e *env) call(token, method, path string, body any, want ...int) map[string]any {
 	e.t.Helper()
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		rd = bytes.NewReader(b)
+		raw = b
 	}
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	req, err := http.NewRequest(method, e.url+path+sep+"api-version="+api.Version, rd)
+	status, answer := e.raw(token, method, path+sep+"api-version="+api.Version, "application/json", raw)
+	ok := status < 300
+	if len(want) > 0 {
+		ok = false
+		for _, w := range want {
+			ok = ok || status == w
+		}
+	}
+	if !ok {
+		e.t.Fatalf("%s %s: %d %s", method, path, status, answer)
+	}
+	out := map[string]any{}
+	_ = json.Unmarshal(answer, &out)
+	return out
+}
+
+// raw sends a request with a raw body (and a bearer token unless token is empty) to path
+// as given, and returns the status and the answer.
+func (e *env) raw(token, method, path, contentType string, body []byte) (int, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", contentType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	ok := resp.StatusCode < 300
-	if len(want) > 0 {
-		ok = false
-		for _, w := range want {
-			ok = ok || resp.StatusCode == w
-		}
-	}
-	if !ok {
-		e.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-	}
-	out := map[string]any{}
-	_ = json.Unmarshal(raw, &out)
-	return out
+	answer, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, answer
 }
 
 // put creates or replaces a resource as token.

@@ -2,6 +2,8 @@ package web
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -221,11 +223,7 @@ func (h *Handler) fleetPage(r *request) (*view, error) {
 		{Key: "team", Title: "Team (subscription)"}, {Key: "cattle", Title: "Cattle", Numeric: true},
 		{Key: "due", Title: "Cattle due for refresh", Numeric: true}, {Key: "pets", Title: "Pets", Numeric: true},
 		{Key: "petsNonCompliant", Title: "Pets non-compliant", Numeric: true}, {Key: "untagged", Title: "Without a pet or cattle tag", Numeric: true}}}
-	names := make([]string, 0, len(teams))
-	for n := range teams {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(teams))
 	for _, n := range names {
 		c := teams[n]
 		d.Teams.Rows = append(d.Teams.Rows, row{link(n, scopeURL(resource.SubscriptionID(n).String())), number(c.cattle), number(c.due),

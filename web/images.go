@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -330,11 +331,7 @@ func teamsOf(vms []*imgVM) string {
 	for _, vm := range vms {
 		n[vm.id.Subscription]++
 	}
-	keys := make([]string, 0, len(n))
-	for k := range n {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(n))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s (%d)", k, n[k])
@@ -1038,11 +1035,7 @@ func (h *Handler) tattooOf(ver *imgVersion, d *imagePageData) {
 		if err != nil || len(st.Tattoo) == 0 {
 			continue
 		}
-		keys := make([]string, 0, len(st.Tattoo))
-		for k := range st.Tattoo {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(st.Tattoo))
 		for _, k := range keys {
 			val := st.Tattoo[k]
 			s, ok := val.(string)

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,24 +33,6 @@ func imgVMID(team, name string) string {
 	return "/subscriptions/" + team + "/resourceGroups/prod/providers/Microsoft.Compute/virtualMachines/" + name
 }
 
-// imgRaw sends a request with a raw body and returns the status and answer.
-func imgRaw(e *env, token, method, path, contentType string, body []byte) (int, []byte) {
-	e.t.Helper()
-	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
-}
-
 // imgPublish uploads a small artifact for version v to its first region and creates the
 // version with the publishing profile given, as gild image publish does.
 func imgPublish(e *env, v string, seed byte, profile map[string]any) {
@@ -63,7 +44,7 @@ func imgPublish(e *env, v string, seed byte, profile map[string]any) {
 	if trs, ok := profile["targetRegions"].([]map[string]any); ok {
 		region = trs[0]["name"].(string)
 	}
-	if status, raw := imgRaw(e, e.admin, "PUT", imgDef+"/artifacts/"+digest+"?region="+region+"&api-version="+api.Version, "application/octet-stream", data); status >= 300 {
+	if status, raw := e.raw(e.admin, "PUT", imgDef+"/artifacts/"+digest+"?region="+region+"&api-version="+api.Version, "application/octet-stream", data); status >= 300 {
 		e.t.Fatalf("upload for %s: %d %s", v, status, raw)
 	}
 	e.put(e.admin, imgDef+"/versions/"+v, map[string]any{"location": "local", "tags": map[string]string{"build": "nightly-" + v}, "properties": map[string]any{
@@ -335,7 +316,7 @@ func TestVersionTattoo(t *testing.T) {
 	vm := imgVMID("teamA", "a-3")
 	tok := e.call(e.admin, "POST", vm+"/enrollmentToken", nil)["token"].(string)
 	enroll, _ := json.Marshal(map[string]any{"version": 1, "token": tok, "facts": map[string]any{"hostname": "a-3"}})
-	status, raw := imgRaw(e, "", "POST", "/agent/v1/enroll", "application/json", enroll)
+	status, raw := e.raw("", "POST", "/agent/v1/enroll", "application/json", enroll)
 	if status != http.StatusOK {
 		t.Fatalf("enroll: %d %s", status, raw)
 	}
@@ -343,7 +324,7 @@ func TestVersionTattoo(t *testing.T) {
 	_ = json.Unmarshal(raw, &cred)
 	tattoo := map[string]any{"imageDefinition": imgDef, "imageVersion": "1.1.0", "sourceOffer": "debian-12", "runId": imgTmpl + "/runs/r1", "osVersion": "12.7"}
 	report, _ := json.Marshal(map[string]any{"version": 1, "id": "rep-1", "time": time.Now().UTC(), "facts": map[string]any{"hostname": "a-3"}, "tattoo": tattoo})
-	if status, raw := imgRaw(e, cred.Credential, "POST", "/agent/v1/reports", "application/json", report); status != http.StatusOK {
+	if status, raw := e.raw(cred.Credential, "POST", "/agent/v1/reports", "application/json", report); status != http.StatusOK {
 		t.Fatalf("report: %d %s", status, raw)
 	}
 	page := e.signIn(e.admin).mustGet("/ui/image" + imgDef + "/versions/1.1.0")

@@ -2,6 +2,8 @@ package web
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -140,11 +142,7 @@ func (h *Handler) policies(r *request) (*view, error) {
 		{Key: "name", Title: "Assignment"}, {Key: "scope", Title: "Scope", Filter: true}, {Key: "definition", Title: "Definition"},
 		{Key: "enforcement", Title: "Enforcement", Filter: true}, {Key: "compliance", Title: "Compliance", Numeric: true},
 		{Key: "nonCompliant", Title: "Non-compliant resources", Numeric: true}, {Key: "resources", Title: "Resources", Numeric: true}}}
-	keys := make([]string, 0, len(infos))
-	for k := range infos {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(infos))
 	for _, k := range keys {
 		a := infos[k]
 		g, evaluated := byAssignment[k]
@@ -259,11 +257,7 @@ func (h *Handler) assignment(r *request) (*view, error) {
 	}
 	d.Parameters = &table{Name: "parameters", Title: "Parameters", Empty: "The assignment sets no parameters; the definition's defaults apply.",
 		Columns: []column{{Key: "name", Title: "Parameter"}, {Key: "value", Title: "Value"}}}
-	names := make([]string, 0, len(a.Props.Parameters))
-	for n := range a.Props.Parameters {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(a.Props.Parameters))
 	for _, n := range names {
 		var v struct {
 			Value json.RawMessage `json:"value"`
@@ -379,11 +373,7 @@ func (h *Handler) definition(r *request) (*view, error) {
 	d.Parameters = &table{Name: "parameters", Title: "Parameters", Empty: "This definition takes no parameters.", Columns: []column{
 		{Key: "name", Title: "Parameter"}, {Key: "type", Title: "Type"}, {Key: "default", Title: "Default"},
 		{Key: "allowed", Title: "Allowed values"}, {Key: "description", Title: "Description"}}}
-	names := make([]string, 0, len(d.Definition.Parameters))
-	for n := range d.Definition.Parameters {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(d.Definition.Parameters))
 	for _, n := range names {
 		var p struct {
 			Type          string `json:"type"`

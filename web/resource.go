@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -432,11 +434,7 @@ func (h *Handler) resourcePage(r *request) (*view, error) {
 		d.AgeDays = intOf(g["ageDays"])
 		d.Image = readImage(props, g)
 		if t := objOf(g, "tattoo"); t != nil {
-			keys := make([]string, 0, len(t))
-			for k := range t {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
+			keys := slices.Sorted(maps.Keys(t))
 			for _, k := range keys {
 				d.Tattoo = append(d.Tattoo, kv{k, reasonValue(t[k])})
 			}
@@ -460,11 +458,7 @@ func (h *Handler) resourcePage(r *request) (*view, error) {
 	}
 
 	d.Tags = &table{Name: "tags", Title: "Tags", Empty: "No tags.", Columns: []column{{Key: "name", Title: "Name"}, {Key: "value", Title: "Value"}}}
-	tagNames := make([]string, 0, len(res.Tags))
-	for k := range res.Tags {
-		tagNames = append(tagNames, k)
-	}
-	sort.Strings(tagNames)
+	tagNames := slices.Sorted(maps.Keys(res.Tags))
 	for _, k := range tagNames {
 		d.Tags.Rows = append(d.Tags.Rows, row{text(k), text(res.Tags[k])})
 	}

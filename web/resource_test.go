@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"html"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -41,30 +40,6 @@ const (
 	rtCheck   = "Ensure that the SSH PermitRootLogin is configured"
 )
 
-// rtDo sends a raw API request and returns the status and body.
-func rtDo(e *env, token, method, path, contentType string, body []byte) (int, []byte) {
-	e.t.Helper()
-	sep := "?"
-	if strings.Contains(path, "?") {
-		sep = "&"
-	}
-	req, err := http.NewRequest(method, e.url+path+sep+"api-version="+api.Version, bytes.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	req.Header.Set("Content-Type", contentType)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
-}
-
 // rtPublish uploads a small disk and publishes it as version v of rtDef, then waits until
 // the version is Succeeded.
 func rtPublish(e *env, v string, seed byte, profile map[string]any) {
@@ -72,7 +47,7 @@ func rtPublish(e *env, v string, seed byte, profile map[string]any) {
 	data := bytes.Repeat([]byte{seed, 'g', 'i', 'l', 'd'}, 4096)
 	sum := sha256.Sum256(data)
 	digest := hex.EncodeToString(sum[:])
-	if status, raw := rtDo(e, e.admin, "PUT", rtDef+"/artifacts/"+digest+"?region=local", "application/octet-stream", data); status != 201 && status != 200 {
+	if status, raw := e.raw(e.admin, "PUT", rtDef+"/artifacts/"+digest+"?region=local&api-version="+api.Version, "application/octet-stream", data); status != 201 && status != 200 {
 		e.t.Fatalf("upload %s: %d %s", v, status, raw)
 	}
 	e.put(e.admin, rtDef+"/versions/"+v, map[string]any{"location": "local", "properties": map[string]any{
@@ -144,7 +119,7 @@ func seedFleet(e *env) {
 	tattoo, _ := json.Marshal(map[string]any{"imageDefinition": rtDef, "imageVersion": "1.0.0", "sourcePublisher": "Debian"})
 	enroll, _ := json.Marshal(agentproto.EnrollRequest{Version: agentproto.Version, Token: tok, Tattoo: tattoo,
 		Facts: agentproto.Facts{Hostname: "web-1", AgentVersion: "test-1"}})
-	status, raw := rtDo(e, "", "POST", agentproto.PathEnroll, "application/json", enroll)
+	status, raw := e.raw("", "POST", agentproto.PathEnroll, "application/json", enroll)
 	if status != 200 {
 		e.t.Fatalf("enroll: %d %s", status, raw)
 	}
@@ -152,7 +127,7 @@ func seedFleet(e *env) {
 	if err := json.Unmarshal(raw, &er); err != nil {
 		e.t.Fatal(err)
 	}
-	status, raw = rtDo(e, er.Credential, "GET", agentproto.PathAssignments, "application/json", nil)
+	status, raw = e.raw(er.Credential, "GET", agentproto.PathAssignments, "application/json", nil)
 	var as agentproto.Assignments
 	if err := json.Unmarshal(raw, &as); status != 200 || err != nil || len(as.Assignments) != 1 {
 		e.t.Fatalf("assignments: %d %s", status, raw)
@@ -173,7 +148,7 @@ func seedFleet(e *env) {
 				Check: rtCheck, Target: "/etc/ssh/sshd_config PermitRootLogin", Message: "read-only file system"},
 		}}
 	body, _ := json.Marshal(rep)
-	if status, raw := rtDo(e, er.Credential, "POST", agentproto.PathReports, "application/json", body); status != 200 {
+	if status, raw := e.raw(er.Credential, "POST", agentproto.PathReports, "application/json", body); status != 200 {
 		e.t.Fatalf("report: %d %s", status, raw)
 	}
 	rtWait(e.t, "web-1's machine-configuration result", func() bool {

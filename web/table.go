@@ -4,8 +4,10 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -144,11 +146,7 @@ func (t *table) apply(r *http.Request) {
 	// The search form resubmits every other parameter, so that the page's other lists
 	// keep their state.
 	t.hidden = nil
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(q))
 	for _, k := range keys {
 		if strings.HasPrefix(k, t.Name+".") || k == "export" || k == "format" {
 			continue
