@@ -88,6 +88,17 @@ type RunProperties struct {
 	// Kept lists the files kept for debugging (the run log, the console log, the failed
 	// disk with errorHandling abort), relative to the run's directory.
 	Kept []string `json:"kept,omitempty"`
+	// Trigger is what started the run (TriggerManual, TriggerSchedule, TriggerBaseImage),
+	// Reason why, and ScheduledTime the cron time a scheduled run is for.
+	Trigger       string     `json:"trigger,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
+	ScheduledTime *time.Time `json:"scheduledTime,omitempty"`
+	// Inputs are what the run was built from, so that a "changed" schedule can tell
+	// whether anything changed since.
+	Inputs *Inputs `json:"inputs,omitempty"`
+	// Attempt counts the servers that took the run up: 0 while it waits for one, more
+	// than 1 when a server stopped during it and another started it again.
+	Attempt int `json:"attempt,omitempty"`
 }
 
 // ResolvedSource is the source a run actually used.

@@ -96,14 +96,9 @@ func (s *sourceStep) Run(ctx context.Context, b *Build) error {
 	src := b.Template.Source
 	switch src.Type {
 	case SourcePlatformImage:
-		suite := ""
-		for _, c := range catalogue {
-			if strings.EqualFold(c.publisher, src.Publisher) && strings.EqualFold(c.offer, src.Offer) && strings.EqualFold(c.sku, src.SKU) {
-				suite = c.suite
-			}
-		}
-		if suite == "" {
-			return fmt.Errorf("the marketplace has no %s/%s/%s; gild builds Debian/debian-12/12 from this machine's apt mirror", src.Publisher, src.Offer, src.SKU)
+		suite, err := suiteOf(src)
+		if err != nil {
+			return err
 		}
 		sources, err := debian.LoadSources(orDefault(s.w.bd.SourcesRoot, "/"))
 		if err != nil {
@@ -141,15 +136,7 @@ func (s *sourceStep) Run(ctx context.Context, b *Build) error {
 // checked against the version's SHA-256, and its root filesystem taken as the base.
 func (s *sourceStep) fromGallery(ctx context.Context, b *Build) error {
 	bd := s.w.bd
-	id, err := resource.Parse(b.Template.Source.ImageVersionID)
-	if err != nil {
-		return err
-	}
-	def, ref := id, "latest"
-	if strings.EqualFold(id.Type(), gallery.TypeVersion) {
-		def, ref = id.Parent(), id.Name()
-	}
-	res, err := bd.Gallery.Resolve(ctx, def, ref, "")
+	res, err := bd.resolveGallery(ctx, b.Template.Source)
 	if err != nil {
 		return err
 	}
@@ -181,22 +168,9 @@ func (s *sourceStep) fromGallery(ctx context.Context, b *Build) error {
 // one given inline or in the sums file next to it.
 func (s *sourceStep) fromURL(ctx context.Context, b *Build) error {
 	src := b.Template.Source
-	algo, want := "", ""
-	if src.Checksum != "" {
-		algo, want, _ = ParseChecksum(src.Checksum)
-	} else {
-		sums, err := s.w.fetch(ctx, src.ChecksumURL, 4<<20)
-		if err != nil {
-			return fmt.Errorf("the sums file: %w", err)
-		}
-		defer sums.Close()
-		data, err := io.ReadAll(sums)
-		if err != nil {
-			return fmt.Errorf("the sums file: %w", err)
-		}
-		if algo, want, err = FindSum(data, src.URL); err != nil {
-			return fmt.Errorf("the sums file %s: %w", src.ChecksumURL, err)
-		}
+	algo, want, err := s.w.bd.urlChecksum(ctx, src)
+	if err != nil {
+		return err
 	}
 	body, err := s.w.fetch(ctx, src.URL, 0)
 	if err != nil {

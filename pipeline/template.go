@@ -8,6 +8,10 @@
 // source, a Packages customizer, inline file content, the check language and a boot-time
 // limit for validation, tattoo entries, and end-of-life and excludeFromLatest on the
 // distribution. gild's own YAML format is a friendlier spelling of the same model.
+//
+// A template may carry a schedule (a cron in a time zone, optionally only when an input
+// changed, or as soon as the base image does), which gild disables after a number of
+// scheduled runs fail in a row.
 package pipeline
 
 import (
@@ -165,9 +169,13 @@ type TemplateProperties struct {
 	Tattoo                map[string]string `json:"tattoo,omitempty"`
 	// InstallAgent puts gild-agent and its unit into the image; nil means true.
 	InstallAgent *bool `json:"installAgent,omitempty"`
+	// Schedule (gild) builds the template by itself; it is not part of the build.
+	Schedule *Schedule `json:"schedule,omitempty"`
 
 	ProvisioningState string     `json:"provisioningState,omitempty"`
 	LastRunStatus     *RunStatus `json:"lastRunStatus,omitempty"`
+	// ScheduleStatus is written by gild only.
+	ScheduleStatus *ScheduleStatus `json:"scheduleStatus,omitempty"`
 }
 
 // Timeout is the build's time limit.
@@ -300,6 +308,9 @@ func (p *TemplateProperties) check(f *fieldErrors) {
 		if !tattooKey.MatchString(k) {
 			f.add("properties.tattoo."+k, "a tattoo key must start with a letter and hold letters, digits, '_', '.' and '-' (up to 64)")
 		}
+	}
+	if p.Schedule != nil {
+		p.Schedule.check(f)
 	}
 }
 

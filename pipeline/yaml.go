@@ -50,6 +50,7 @@ type yamlTemplate struct {
 	ErrorHandling         *ErrorHandling    `yaml:"errorHandling"`
 	VM                    *yamlVM           `yaml:"vm"`
 	InstallAgent          *bool             `yaml:"installAgent"`
+	Schedule              *Schedule         `yaml:"schedule"`
 }
 
 type yamlSource struct {
@@ -148,7 +149,8 @@ func ParseYAML(data []byte, readFile func(name string) ([]byte, error)) (*Docume
 		return nil, resource.Errorf(resource.CodeInvalidRequestContent, "", "the template is not valid YAML for gild: %v", err)
 	}
 	var f fieldErrors
-	p := &TemplateProperties{Tattoo: y.Tattoo, BuildTimeoutInMinutes: y.BuildTimeoutInMinutes, ErrorHandling: y.ErrorHandling, InstallAgent: y.InstallAgent}
+	p := &TemplateProperties{Tattoo: y.Tattoo, BuildTimeoutInMinutes: y.BuildTimeoutInMinutes, ErrorHandling: y.ErrorHandling, InstallAgent: y.InstallAgent,
+		Schedule: y.Schedule}
 	s := y.Source
 	n := 0
 	for _, set := range []bool{s.Marketplace != nil, s.Image != "", s.URL != ""} {
