@@ -200,11 +200,27 @@ func (c *Cron) String() string { return c.expr + " (" + c.loc.String() + ")" }
 
 // Next is the first fire time strictly after after, or the zero time if there is none
 // within five years.
+//
+// Clock changes: a wall-clock time that a change to summer time skips does not fire that
+// day; one that the change back repeats fires once, the first time.
 func (c *Cron) Next(after time.Time) time.Time {
 	if c.every > 0 {
 		return after.Truncate(c.every).Add(c.every)
 	}
-	return c.spec.Next(after)
+	n := c.spec.Next(after)
+	if n.IsZero() {
+		return n
+	}
+	// After the clocks went back, the same wall-clock time came an offset's difference
+	// earlier: that was the fire, and this is its repeat.
+	_, now := n.In(c.loc).Zone()
+	if _, before := n.Add(-3 * time.Hour).In(c.loc).Zone(); before > now {
+		twin := n.Add(-time.Duration(before-now) * time.Second)
+		if twin.In(c.loc).Format(time.DateTime) == n.In(c.loc).Format(time.DateTime) {
+			return c.Next(n)
+		}
+	}
+	return n
 }
 
 // latestWindows are how far back Latest looks, growing until a window holds a fire time,
@@ -228,7 +244,7 @@ func (c *Cron) Latest(after, now time.Time) (time.Time, bool) {
 		if whole {
 			start = after
 		}
-		t := c.spec.Next(start)
+		t := c.Next(start)
 		if t.IsZero() || t.After(now) {
 			if whole {
 				return time.Time{}, false
@@ -236,7 +252,7 @@ func (c *Cron) Latest(after, now time.Time) (time.Time, bool) {
 			continue
 		}
 		for {
-			n := c.spec.Next(t)
+			n := c.Next(t)
 			if n.IsZero() || n.After(now) {
 				return t, true
 			}
