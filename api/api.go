@@ -26,6 +26,7 @@ import (
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/fleet"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/jobs"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
@@ -52,6 +53,8 @@ type Options struct {
 	VMs *vm.Service
 	// Refresher replaces due cattle; nil leaves the refresh action out.
 	Refresher *vm.Refresher
+	// Jobs lists background jobs and keeps webhooks; nil leaves those endpoints out.
+	Jobs *jobs.Service
 	// Fleet serves the agents' protocol, enrollment tokens and machine events; nil leaves
 	// them out.
 	Fleet *fleet.Service
@@ -65,6 +68,7 @@ type Server struct {
 	pipeline   *pipeline.Service
 	fleet      *fleet.Service
 	refresher  *vm.Refresher
+	jobs       *jobs.Service
 	vms        *vm.Service
 	log        *slog.Logger
 	maxBody    int64
@@ -74,7 +78,7 @@ type Server struct {
 
 // New returns the API over the control plane cp.
 func New(cp *controlplane.Service, opts Options) *Server {
-	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, fleet: opts.Fleet, refresher: opts.Refresher, vms: opts.VMs, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
+	s := &Server{cp: cp, compliance: opts.Compliance, gallery: opts.Gallery, pipeline: opts.Pipeline, fleet: opts.Fleet, refresher: opts.Refresher, jobs: opts.Jobs, vms: opts.VMs, log: opts.Logger, maxBody: opts.MaxBody, metrics: opts.Metrics}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -161,7 +165,7 @@ func (s *Server) arm(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) || s.machineRoute(w, r, caller, path) || s.vmRoute(w, r, caller, path) {
+	if s.galleryRoute(w, r, caller, path) || s.pipelineRoute(w, r, caller, path) || s.machineRoute(w, r, caller, path) || s.vmRoute(w, r, caller, path) || s.jobsRoute(w, r, caller, path) {
 		return
 	}
 	if scope, set, op, ok := insightsPath(path); ok {

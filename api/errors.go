@@ -7,6 +7,7 @@ import (
 
 	"github.com/gildhq/gild/compliance"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/jobs"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/resource"
 )
@@ -47,6 +48,10 @@ var statusOf = map[string]int{
 	pipeline.CodeRunInProgress:          http.StatusConflict,
 	pipeline.CodeRunNotFound:            http.StatusNotFound,
 	pipeline.CodeRunFinished:            http.StatusConflict,
+	jobs.CodeWebhookNotFound:            http.StatusNotFound,
+	jobs.CodeWebhookExists:              http.StatusConflict,
+	jobs.CodeInvalidWebhook:             http.StatusBadRequest,
+	jobs.CodeBadState:                   http.StatusBadRequest,
 }
 
 const codeInvalidAPIVersion = "InvalidApiVersionParameter"

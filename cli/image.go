@@ -487,6 +487,7 @@ An image definition is a resource of type Microsoft.Compute/galleries/images, su
 		a.imageRunsCommand(),
 		a.imageLogsCommand(),
 		a.imageCancelCommand(),
+		a.imageScheduleCommand(),
 	)
 	return cmd
 }

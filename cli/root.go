@@ -151,6 +151,7 @@ Run 'gild serve' to start a server, 'gild login' to point this CLI at one, then
 		a.complianceCommand(),
 		a.imageCommand(),
 		a.vmCommand(), a.machineCommand(), a.guestConfigCommand(),
+		a.jobsCommand(), a.webhookCommand(),
 	)
 	return root
 }

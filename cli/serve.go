@@ -45,7 +45,7 @@ func parseLogLevel(s string) (slog.Level, error) {
 func (a *app) serveCommand() *cobra.Command {
 	var dataDir, addr, storeURL, logLevel, aliasFile, configFile string
 	var scanInterval, verifyInterval, agentInterval, refreshInterval time.Duration
-	var noVMs bool
+	var noVMs, noBuilds bool
 	var regions []string
 	var agentBinary, accel string
 	cmd := &cobra.Command{
@@ -75,6 +75,7 @@ resources in PostgreSQL instead.`,
 	f.StringVar(&accel, "accel", "", "force image validation VMs onto kvm or tcg (default: probe the host)")
 	f.DurationVar(&refreshInterval, "refresh-interval", 0, "refresh every scope on this interval: replace due cattle, report stale pets (0: only when asked, with gild vm refresh)")
 	f.BoolVar(&noVMs, "no-vms", false, "run no VMs: VM resources are records only (a compliance-only server, or one without QEMU)")
+	f.BoolVar(&noBuilds, "no-builds", false, "take no image builds: other servers on the same database build them (a server without qemu-system-x86_64 never builds)")
 	f.DurationVar(&agentInterval, "agent-interval", 15*time.Minute, "how often agents report when nothing changes (they report at once when their assignments do)")
 	f.DurationVar(&verifyInterval, "verify-interval", 24*time.Hour, "how often every image replica is read back and checked against its SHA-256 (0 disables)")
 	cmd.RunE = a.run(func(cmd *cobra.Command, _ []string) error {
@@ -128,7 +129,7 @@ resources in PostgreSQL instead.`,
 		defer stop()
 		return server.Run(ctx, server.Config{DataDir: dataDir, Addr: addr, StoreURL: storeURL, Logger: log,
 			AliasFile: aliasFile, ScanInterval: scanInterval, Regions: regions, VerifyInterval: verifyEvery(verifyInterval),
-			AgentBinary: agentBinary, Accel: accel, AgentInterval: agentInterval, NoVMs: noVMs, RefreshInterval: refreshInterval})
+			AgentBinary: agentBinary, Accel: accel, AgentInterval: agentInterval, NoVMs: noVMs, NoBuilds: noBuilds, RefreshInterval: refreshInterval})
 	})
 	return cmd
 }

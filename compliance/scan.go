@@ -142,11 +142,15 @@ func (s *Service) Enqueue(scope resource.ID) {
 func (s *Service) Run(ctx context.Context) {
 	go s.runGuestCreator(ctx)
 	interval := s.Interval
-	if interval <= 0 {
+	if interval == 0 {
 		interval = time.Hour
 	}
-	periodic := time.NewTicker(interval)
+	periodic := time.NewTicker(max(interval, time.Second))
 	defer periodic.Stop()
+	if interval < 0 {
+		// Full scans are started from outside (a durable job, once for all servers).
+		periodic.Stop()
+	}
 	follow := time.NewTicker(time.Second)
 	defer follow.Stop()
 	for {
@@ -162,9 +166,7 @@ func (s *Service) Run(ctx context.Context) {
 			s.followChanges(ctx)
 		case <-s.kick:
 		case <-periodic.C:
-			for _, sc := range s.Engine.AssignmentScopes() {
-				s.Enqueue(sc)
-			}
+			s.queueAll()
 		case <-expiry.C:
 			// An exemption passed its expiresOn: rescan the scopes it covered.
 			now := s.Engine.now()
@@ -176,6 +178,15 @@ func (s *Service) Run(ctx context.Context) {
 		}
 		expiry.Stop()
 		s.drain(ctx)
+	}
+}
+
+// ScanAll queues a scan of every assignment's scope; Run carries it out.
+func (s *Service) ScanAll() { s.queueAll() }
+
+func (s *Service) queueAll() {
+	for _, sc := range s.Engine.AssignmentScopes() {
+		s.Enqueue(sc)
 	}
 }
 

@@ -22,7 +22,8 @@ type Service struct {
 	tree   func() *resource.Hierarchy
 	log    logger
 
-	// Interval is how often every assignment's scope is scanned again; 0 means hourly.
+	// Interval is how often every assignment's scope is scanned again; 0 means hourly,
+	// negative never (a durable job calls ScanAll instead).
 	Interval time.Duration
 
 	mu      sync.Mutex

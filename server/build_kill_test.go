@@ -489,7 +489,8 @@ func TestBuildKill(t *testing.T) {
 
 // killBuild starts a server on a new data directory, runs the example template, and
 // SIGKILLs the server once the run is in subState and ready says the moment has come. It
-// restarts the server and checks what the restarted server made of the run. It returns the
+// restarts the server, which takes the build back as attempt 2, cancels that, and checks
+// that nothing of either attempt is left. It returns the
 // rig, the restarted server and the template's ID.
 func killBuild(t *testing.T, subState string, ready func(t *testing.T, r *buildRig) (string, bool)) (*buildRig, *child, string) {
 	r := newBuildRig(t)
@@ -529,21 +530,32 @@ func killBuild(t *testing.T, subState string, ready func(t *testing.T, r *buildR
 
 	c2 := r.start(t)
 	t.Logf("restarted the server in %v", time.Since(killed).Round(time.Millisecond))
+	// The restarted server takes its interrupted build back at once, as attempt 2, after
+	// clearing what attempt 1 left. Cancelling it then must leave nothing of either.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		p = r.run(t, c2, id)
-		if p.RunState == pipeline.StateFailed && strings.Contains(p.Message, "server stopped") {
+		if p.RunState == pipeline.StateRunning && p.Attempt == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the restart the run is %s %q, want Failed saying the server stopped", p.RunState, p.Message)
+			t.Fatalf("30 s after the restart the run is %s (attempt %d) %q, want Running again as attempt 2", p.RunState, p.Attempt, p.Message)
 		}
 	}
-	t.Logf("after the restart the run is %s: %q; steps: %s", p.RunState, p.Message, stepTimes(p, killed))
-	for _, s := range p.Steps {
-		if s.State == pipeline.StateRunning {
-			t.Logf("note: the failed run still shows step %s as Running", s.Name)
+	t.Logf("the restarted server took the run back as attempt 2 after %v", time.Since(killed).Round(time.Millisecond))
+	r.must(t, c2, "POST", id+"/cancel", nil, 200, 202)
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		p = r.run(t, c2, id)
+		if p.RunState != pipeline.StateRunning && p.RunState != pipeline.StateCanceling {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2 minutes after the cancel the run is %s %q", p.RunState, p.Message)
 		}
 	}
+	if p.RunState != pipeline.StateCanceled {
+		t.Fatalf("the cancelled second attempt ended %s %q, want Canceled", p.RunState, p.Message)
+	}
+	t.Logf("after the cancel the run is %s: %q; steps: %s", p.RunState, p.Message, stepTimes(p, killed))
 
 	var vms []proc
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -580,14 +592,16 @@ func killBuild(t *testing.T, subState string, ready func(t *testing.T, r *buildR
 		t.Errorf("GET %s/log after the restart: %d %v, want 200 (the log is kept)", id, code, err)
 	} else if name := id[strings.LastIndex(id, "/")+1:]; !strings.Contains(log, "run "+name) {
 		t.Errorf("the kept log does not name the run %s:\n%s", name, tail(log, 20))
+	} else if !strings.Contains(log, "attempt 2: the server that ran this build before stopped") {
+		t.Errorf("the log does not say the build was taken up again:\n%s", tail(log, 30))
 	} else {
 		t.Logf("the run's log is kept: %d lines", strings.Count(log, "\n"))
 	}
 	if tm := r.must(t, c2, "GET", tmpl, nil, 200); tm != nil {
 		props, _ := tm["properties"].(map[string]any)
 		last, _ := props["lastRunStatus"].(map[string]any)
-		if last["runState"] != pipeline.StateFailed {
-			t.Errorf("the template's lastRunStatus after the restart: %v, want runState Failed", last)
+		if last["runState"] != pipeline.StateCanceled {
+			t.Errorf("the template's lastRunStatus after the restart: %v, want runState Canceled", last)
 		}
 	}
 	return r, c2, tmpl

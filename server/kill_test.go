@@ -22,6 +22,7 @@ import (
 	"github.com/gildhq/gild/api"
 	"github.com/gildhq/gild/resource"
 	"github.com/gildhq/gild/store"
+	"github.com/gildhq/gild/store/postgres/pgtest"
 	"github.com/gildhq/gild/store/sqlite"
 )
 
@@ -47,16 +48,20 @@ func TestMain(m *testing.M) {
 		if specs := os.Getenv(childRegionsEnv); specs != "" {
 			regions = strings.Split(specs, ",")
 		}
-		err := Run(ctx, Config{DataDir: dir, Addr: "127.0.0.1:0", Regions: regions,
+		cfg := Config{DataDir: dir, Addr: "127.0.0.1:0", Regions: regions,
 			AgentBinary: os.Getenv(childAgentEnv), CacheDir: os.Getenv(childCacheEnv), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready: func(addr string) { fmt.Printf("READY %s\n", addr) }})
+			Ready: func(addr string) { fmt.Printf("READY %s\n", addr) }}
+		if os.Getenv(childJobsEnv) != "" {
+			jobsChild(&cfg)
+		}
+		err := Run(ctx, cfg)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 type child struct {
@@ -64,10 +69,11 @@ type child struct {
 	addr string
 }
 
-func startChild(t *testing.T, dir string) *child {
+// startChild starts a server on dir; env adds NAME=VALUE settings to its environment.
+func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+dir), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

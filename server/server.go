@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/gildhq/gild/controlplane"
 	"github.com/gildhq/gild/fleet"
 	"github.com/gildhq/gild/gallery"
+	"github.com/gildhq/gild/jobs"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/policy"
 	"github.com/gildhq/gild/resource"
@@ -72,10 +75,22 @@ type Config struct {
 	// NoVMs keeps VMs as records only: the server runs none (a compliance-only server, or
 	// one on a machine without QEMU). Their agents may still enroll and report.
 	NoVMs bool
+	// NoBuilds keeps this server off the builds queue; other servers on the same database
+	// build. A server without qemu-system-x86_64 never builds.
+	NoBuilds bool
+	// BuildSteps replaces the image builder's steps; tests give builds of their own.
+	BuildSteps func(b *pipeline.Build) []pipeline.Step
+	// Jobs tunes the job system (schedule tick, rescue time, delivery retries); the
+	// services it runs are filled in by Run.
+	Jobs jobs.Options
 }
 
 // ShareKeyFile is the name, in the data directory, of the key that signs share links.
 const ShareKeyFile = "share.key"
+
+// ServerIDFile is the name, in the data directory, of the file naming this server among
+// those that share a database.
+const ServerIDFile = "server.id"
 
 // AdminTokenFile is the name, in the data directory, of the file holding the first Owner token.
 const AdminTokenFile = "admin.token"
@@ -142,7 +157,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	images, err := gallery.New(st, gallery.Options{Regions: regions, ShareKey: shareKey, Logger: log, VerifyInterval: cfg.VerifyInterval})
+	// Verification is a job (once for all servers), not the gallery's own timer.
+	images, err := gallery.New(st, gallery.Options{Regions: regions, ShareKey: shareKey, Logger: log, VerifyInterval: -1})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -150,7 +166,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := images.Load(ctx); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	builds, err := pipeline.New(st, controlplane.SystemWriter{Service: cp}, pipeline.Options{Dir: filepath.Join(dataDir, "runs"), Logger: log})
+	// The job system is made after the pipeline, which dispatches builds to it.
+	var js *jobs.Service
+	imageBuilder := &pipeline.Builder{}
+	builds, err := pipeline.New(st, controlplane.SystemWriter{Service: cp}, pipeline.Options{Dir: filepath.Join(dataDir, "runs"), Logger: log,
+		Dispatch: func(ctx context.Context, run resource.ID) error { return js.Dispatch(ctx, run) },
+		Inputs:   func(ctx context.Context, p *pipeline.TemplateProperties) (pipeline.Inputs, error) { return imageBuilder.Inputs(ctx, p) },
+		OnRunEnd: func(ctx context.Context, e pipeline.RunEnd) { js.RunEnded(ctx, e) }})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -162,9 +184,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(dataDir, "cache")
 	}
-	imageBuilder := &pipeline.Builder{CacheDir: filepath.Join(cacheDir, "rootfs"), AgentBinary: agentBinary, SourcesRoot: "/",
+	*imageBuilder = pipeline.Builder{CacheDir: filepath.Join(cacheDir, "rootfs"), AgentBinary: agentBinary, SourcesRoot: "/",
 		Accel: cfg.Accel, Gallery: images, Store: st, Writer: controlplane.SystemWriter{Service: cp}}
 	builds.SetSteps(imageBuilder.Steps)
+	if cfg.BuildSteps != nil {
+		builds.SetSteps(cfg.BuildSteps)
+	}
 	machines, err := fleet.New(st, fleet.Options{Logger: log, ReportInterval: cfg.AgentInterval, Configurations: fleet.BuiltinConfigurations{}})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -180,7 +205,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	policies.Interval = cfg.ScanInterval
+	// Full scans are a job, started once for all servers; each server still scans what
+	// changes through it.
+	policies.Interval = -1
 	images.SetReevaluate(policies.Enqueue)
 	machines.SetReevaluate(policies.Enqueue)
 	policies.SetWriter(controlplane.SystemWriter{Service: cp})
@@ -203,9 +230,6 @@ func Run(ctx context.Context, cfg Config) error {
 	// and for policies to see; the VM service completes a VM's properties before the policy
 	// engine judges them.
 	cp.SetHooks(controlplane.Chain(append(hooks, machines, policies)...))
-	if err := builds.Recover(ctx); err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
 	if vms != nil {
 		// VMs whose QEMU survived the last server are taken over; the others start again.
 		if err := vms.Recover(ctx); err != nil {
@@ -221,7 +245,29 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("created the first Owner token for /", "file", tokenPath)
 	}
 
-	apiHandler := api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines, VMs: vms, Refresher: refresher})
+	jo := cfg.Jobs
+	jo.Store, jo.Pipeline, jo.Logger = st, builds, log
+	if jo.ServerID, err = serverID(filepath.Join(dataDir, ServerIDFile)); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	jo.Inputs, jo.BaseVersion = imageBuilder.Inputs, imageBuilder.BaseVersion
+	jo.Builds = !cfg.NoBuilds && (cfg.BuildSteps != nil || canBuild())
+	jo.Scan, jo.ScanInterval = func(context.Context) error { policies.ScanAll(); return nil }, cfg.ScanInterval
+	jo.Verify, jo.VerifyInterval = func(ctx context.Context) error { _, err := images.VerifyAll(ctx); return err }, cfg.VerifyInterval
+	jo.Within = func(id, scope resource.ID) bool { return cp.Tree().Contains(scope, id) }
+	if refresher != nil {
+		jo.Refresh, jo.RefreshInterval = func(ctx context.Context) error { return refreshAll(ctx, log, refresher) }, cfg.RefreshInterval
+		jo.CattleDue = func(ctx context.Context) ([]jobs.DueVM, error) { return cattleDue(ctx, refresher) }
+	}
+	js, err = jobs.New(ctx, jo)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if !jo.Builds {
+		log.Info("this server does not build images; servers that can build take the builds", "no-builds", cfg.NoBuilds)
+	}
+
+	apiHandler := api.New(cp, api.Options{Logger: log, Compliance: policies, Gallery: images, Pipeline: builds, Fleet: machines, VMs: vms, Refresher: refresher, Jobs: js})
 	rollup := compliance.NewRollup(st)
 	dashboard, err := web.New(web.Options{Control: cp, Compliance: policies, Rollup: rollup, Gallery: images, Pipeline: builds,
 		Fleet: machines, VMs: vms, Refresher: refresher, Logger: log, Key: shareKey})
@@ -242,8 +288,8 @@ func Run(ctx context.Context, cfg Config) error {
 	go images.Run(runCtx)
 	go machines.Run(runCtx)
 	go rollup.Run(runCtx, 5*time.Second, log)
-	if refresher != nil && cfg.RefreshInterval > 0 {
-		go scheduledRefresh(runCtx, log, refresher, cfg.RefreshInterval)
+	if err := js.Start(runCtx); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 
 	errc := make(chan error, 1)
@@ -265,7 +311,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("serve: shut down: %w", err)
 	}
-	// Runs still going are cancelled with runCtx; their cleanups unmount and kill QEMU.
+	// A build still going is handed back to the queue (its job is retried here or on
+	// another server); its cleanups unmount and kill QEMU.
+	jobsCtx, cancelJobs := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelJobs()
+	if err := js.Stop(jobsCtx); err != nil {
+		log.Warn("stop the job system", "err", err)
+	}
 	builds.CancelAll()
 	builds.Wait()
 	log.Info("gild stopped")
@@ -328,29 +380,59 @@ func vmReady(ctx context.Context, st store.Store, machines *fleet.Service, id re
 	}
 }
 
-// scheduledRefresh refreshes every scope on an interval.
-func scheduledRefresh(ctx context.Context, log *slog.Logger, f *vm.Refresher, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rep, err := f.Refresh(ctx, resource.Root, vm.RefreshOptions{})
-		if err != nil {
-			log.Error("scheduled refresh", "err", err)
-			continue
-		}
-		for _, x := range rep.Replaced {
-			log.Info("scheduled refresh: replaced a VM", "vm", x.ID, "from", x.FromVersion, "to", x.ToVersion, "why", x.Reason)
-		}
-		for _, x := range rep.Failed {
-			log.Error("scheduled refresh: a VM could not be replaced", "vm", x.ID, "err", x.Error)
-		}
-		for _, x := range rep.Pets {
-			log.Warn("scheduled refresh: a pet is stale (pets are never replaced)", "vm", x.ID, "why", strings.Join(x.Reasons, "; "))
-		}
+// refreshAll replaces the due cattle everywhere, and says what it did in the log.
+func refreshAll(ctx context.Context, log *slog.Logger, f *vm.Refresher) error {
+	rep, err := f.Refresh(ctx, resource.Root, vm.RefreshOptions{})
+	if err != nil {
+		return fmt.Errorf("scheduled refresh: %w", err)
 	}
+	for _, x := range rep.Replaced {
+		log.Info("scheduled refresh: replaced a VM", "vm", x.ID, "from", x.FromVersion, "to", x.ToVersion, "why", x.Reason)
+	}
+	for _, x := range rep.Failed {
+		log.Error("scheduled refresh: a VM could not be replaced", "vm", x.ID, "err", x.Error)
+	}
+	for _, x := range rep.Pets {
+		log.Warn("scheduled refresh: a pet is stale (pets are never replaced)", "vm", x.ID, "why", strings.Join(x.Reasons, "; "))
+	}
+	return nil
+}
+
+// cattleDue is what a refresh would replace now.
+func cattleDue(ctx context.Context, f *vm.Refresher) ([]jobs.DueVM, error) {
+	rep, err := f.Refresh(ctx, resource.Root, vm.RefreshOptions{DryRun: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jobs.DueVM, 0, len(rep.Due))
+	for _, x := range rep.Due {
+		reasons := x.Reasons
+		if len(reasons) == 0 && x.Reason != "" {
+			reasons = []string{x.Reason}
+		}
+		out = append(out, jobs.DueVM{ID: x.ID, Reasons: reasons, FromVersion: x.FromVersion, ToVersion: x.ToVersion})
+	}
+	return out, nil
+}
+
+// serverID reads this server's name, making one on first start: the host name and a
+// random part, so that two servers on one host differ.
+func serverID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	id := fmt.Sprintf("%s-%x", host, b)
+	if err := atomicfile.Write(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write the server ID: %w", err)
+	}
+	return id, nil
+}
+
+// canBuild reports whether this machine has the emulator image validation boots.
+func canBuild() bool {
+	_, err := exec.LookPath("qemu-system-x86_64")
+	return err == nil
 }

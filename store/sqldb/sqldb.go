@@ -268,3 +268,10 @@ func (db *DB) Close() error {
 
 // Read is the pool reads outside transactions use, for backend-specific checks.
 func (db *DB) Read() *sql.DB { return db.read }
+
+// Write is the pool writes use. Background jobs share it, so that on SQLite they queue
+// behind the store's writes in this process instead of contending for the file lock.
+func (db *DB) Write() *sql.DB { return db.write }
+
+// DialectName names the backend: "sqlite" or "postgres".
+func (db *DB) DialectName() string { return db.d.Name }
