@@ -45,8 +45,8 @@ func jobsChild(cfg *Config) {
 // and fails when the tattoo's testOutcome is "fail".
 type testBuildStep struct{}
 
-func (testBuildStep) Name() string     { return "work" }
-func (testBuildStep) SubState() string { return pipeline.SubBuilding }
+func (testBuildStep) Name() string            { return "work" }
+func (testBuildStep) SubState() string        { return pipeline.SubBuilding }
 func (testBuildStep) Cleanup(*pipeline.Build) {}
 
 func (testBuildStep) Run(ctx context.Context, b *pipeline.Build) error {

@@ -171,7 +171,9 @@ func Run(ctx context.Context, cfg Config) error {
 	imageBuilder := &pipeline.Builder{}
 	builds, err := pipeline.New(st, controlplane.SystemWriter{Service: cp}, pipeline.Options{Dir: filepath.Join(dataDir, "runs"), Logger: log,
 		Dispatch: func(ctx context.Context, run resource.ID) error { return js.Dispatch(ctx, run) },
-		Inputs:   func(ctx context.Context, p *pipeline.TemplateProperties) (pipeline.Inputs, error) { return imageBuilder.Inputs(ctx, p) },
+		Inputs: func(ctx context.Context, p *pipeline.TemplateProperties) (pipeline.Inputs, error) {
+			return imageBuilder.Inputs(ctx, p)
+		},
 		OnRunEnd: func(ctx context.Context, e pipeline.RunEnd) { js.RunEnded(ctx, e) }})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
