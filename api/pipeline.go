@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -135,9 +136,22 @@ func (s *Server) runLog(w http.ResponseWriter, r *http.Request, c controlplane.C
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()
 	rd := bufio.NewReader(f)
+	// A run is going while it builds here or, queued or built by a job, until its end is
+	// recorded.
+	going := func() bool {
+		if s.pipeline.Running(run) {
+			return true
+		}
+		res, err := s.cp.Store().Get(r.Context(), run)
+		if err != nil {
+			return false
+		}
+		var p pipeline.RunProperties
+		return json.Unmarshal(res.Properties, &p) == nil && p.EndTime == nil
+	}
 	for {
 		line, err := rd.ReadString('\n')
-		if line != "" && (err == nil || !s.pipeline.Running(run)) {
+		if line != "" && (err == nil || !going()) {
 			if _, werr := io.WriteString(w, line); werr != nil {
 				return
 			}
@@ -148,7 +162,7 @@ func (s *Server) runLog(w http.ResponseWriter, r *http.Request, c controlplane.C
 			_, _ = f.Seek(-int64(len(line)), io.SeekCurrent)
 			rd.Reset(f)
 		}
-		if !s.pipeline.Running(run) {
+		if !going() {
 			return
 		}
 		select {
