@@ -149,6 +149,14 @@ func (s *Service) setLifecycle(ctx context.Context, id string, want Lifecycle) e
 
 func (s *Service) startReplication(ctx context.Context, workers *sync.WaitGroup, id string) {
 	key := strings.ToLower(id)
+	if dispatch := s.dispatch.Load(); dispatch != nil {
+		// A durable job replicates it, on whichever server takes it; the job is unique
+		// while it waits or runs, so asking again on every look is harmless.
+		if err := (*dispatch)(ctx, id); err != nil && ctx.Err() == nil {
+			s.log.Warn("gallery: queue a replication", "version", id, "err", err)
+		}
+		return
+	}
 	limit := s.opts.Workers
 	if limit <= 0 {
 		limit = 2
@@ -179,6 +187,29 @@ func (s *Service) startReplication(ctx context.Context, workers *sync.WaitGroup,
 		s.mu.Unlock()
 		s.Kick() // the next version may be waiting for a worker
 	}()
+}
+
+// SetDispatch hands replication to a job system: f queues the replication of a version,
+// and the job calls ReplicateJob.
+func (s *Service) SetDispatch(f func(ctx context.Context, id string) error) { s.dispatch.Store(&f) }
+
+// ReplicateJob replicates version id in this process for the job system, with the same
+// bookkeeping (progress, one worker per version) as the gallery's own workers.
+func (s *Service) ReplicateJob(ctx context.Context, id string) error {
+	key := strings.ToLower(id)
+	s.mu.Lock()
+	if s.running[key] {
+		s.mu.Unlock()
+		return fmt.Errorf("gallery: %s is already replicating in this process", id)
+	}
+	s.running[key] = true
+	s.mu.Unlock()
+	err := s.Replicate(ctx, id)
+	s.mu.Lock()
+	delete(s.running, key)
+	delete(s.progress, key)
+	s.mu.Unlock()
+	return err
 }
 
 // replicating counts the replication workers running; s.mu is held.

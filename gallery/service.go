@@ -86,6 +86,8 @@ type Service struct {
 
 	idx  atomic.Pointer[index]
 	kick chan struct{}
+	// dispatch, when set, queues replications as durable jobs instead of running them here.
+	dispatch atomic.Pointer[func(ctx context.Context, id string) error]
 
 	mu       sync.Mutex
 	running  map[string]bool      // version keys being replicated

@@ -56,6 +56,8 @@ type Options struct {
 	VerifyInterval  time.Duration
 	Refresh         func(ctx context.Context) error
 	RefreshInterval time.Duration
+	// Replicate copies an image version to the regions it is missing from.
+	Replicate func(ctx context.Context, version string) error
 	// CattleDue lists the cattle a refresh would replace now, for notifications.
 	CattleDue func(ctx context.Context) ([]DueVM, error)
 	// Within reports whether resource id lies in scope (management groups included);

@@ -27,6 +27,34 @@ func (s *Service) register(w *river.Workers) {
 	river.AddWorker(w, &deliverWorker{s: s})
 	river.AddWorker(w, &eventsWorker{s: s})
 	river.AddWorker(w, &chore{s: s})
+	river.AddWorker(w, &replicateWorker{s: s})
+}
+
+// DispatchReplication queues the replication of an image version; it is the gallery's
+// dispatch. The job is unique while it waits or runs.
+func (s *Service) DispatchReplication(ctx context.Context, version string) error {
+	_, err := s.insert(ctx, replicateArgs{Version: version}, &river.InsertOpts{MaxAttempts: 10, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateRetryable, rivertype.JobStateScheduled}}})
+	return err
+}
+
+type replicateArgs struct {
+	Version string `json:"version"`
+}
+
+func (replicateArgs) Kind() string { return "gild.replicate" }
+
+type replicateWorker struct {
+	river.WorkerDefaults[replicateArgs]
+	s *Service
+}
+
+func (w *replicateWorker) Work(ctx context.Context, job *river.Job[replicateArgs]) error {
+	if w.s.opts.Replicate == nil {
+		return errors.New("jobs: this server has no gallery to replicate with")
+	}
+	return w.s.opts.Replicate(ctx, job.Args.Version)
 }
 
 // periodic lists the recurring jobs. River's leader inserts them, and each is unique

@@ -261,10 +261,12 @@ func Run(ctx context.Context, cfg Config) error {
 		jo.Refresh, jo.RefreshInterval = func(ctx context.Context) error { return refreshAll(ctx, log, refresher) }, cfg.RefreshInterval
 		jo.CattleDue = func(ctx context.Context) ([]jobs.DueVM, error) { return cattleDue(ctx, refresher) }
 	}
+	jo.Replicate = images.ReplicateJob
 	js, err = jobs.New(ctx, jo)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	images.SetDispatch(js.DispatchReplication)
 	if !jo.Builds {
 		log.Info("this server does not build images; servers that can build take the builds", "no-builds", cfg.NoBuilds)
 	}
