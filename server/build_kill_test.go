@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gildhq/gild/api"
 	"github.com/gildhq/gild/builder/qemu"
 	"github.com/gildhq/gild/pipeline"
 )
@@ -164,11 +161,7 @@ func (r *buildRig) start(t *testing.T) *child {
 
 func (r *buildRig) must(t *testing.T, c *child, method, path string, body any, want ...int) map[string]any {
 	t.Helper()
-	code, m, err := c.do(t, r.token, method, path, body)
-	if err != nil || !slices.Contains(want, code) {
-		t.Fatalf("%s %s: %d %v %v, want %v", method, path, code, m, err, want)
-	}
-	return m
+	return c.must(t, r.token, method, path, body, want...)
 }
 
 // setUp creates the definition the example template publishes to, its parents, and the
@@ -221,20 +214,7 @@ func (r *buildRig) run(t *testing.T, c *child, id string) pipeline.RunProperties
 }
 
 // runLog reads the run's log through the API.
-func (r *buildRig) runLog(c *child, id string) (int, string, error) {
-	req, err := http.NewRequest("GET", "http://"+c.addr+id+"/log?api-version="+api.Version, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
+func (r *buildRig) runLog(c *child, id string) (int, string, error) { return c.runLog(r.token, id) }
 
 // versions lists the image versions under the definition.
 func (r *buildRig) versions(t *testing.T, c *child) []string {

@@ -112,11 +112,7 @@ func (g *galleryRig) request(c *child, method, path, query string, body io.Reade
 // must does a JSON request and fails the test unless it answers want.
 func (g *galleryRig) must(t *testing.T, c *child, method, path string, body any, want int) map[string]any {
 	t.Helper()
-	code, m, err := c.do(t, g.token, method, path, body)
-	if err != nil || code != want {
-		t.Fatalf("%s %s: %d %v %v, want %d", method, path, code, m, err, want)
-	}
-	return m
+	return c.must(t, g.token, method, path, body, want)
 }
 
 // setUp creates the subscription, resource group, gallery and image definition.

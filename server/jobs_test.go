@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gildhq/gild/api"
 	"github.com/gildhq/gild/jobs"
 	"github.com/gildhq/gild/pipeline"
 	"github.com/gildhq/gild/store/postgres/pgtest"
@@ -106,11 +107,7 @@ func (r *jobsRig) start(t *testing.T, i int) *child {
 
 func (r *jobsRig) must(t *testing.T, c *child, method, path string, body any, want ...int) map[string]any {
 	t.Helper()
-	code, m, err := c.do(t, r.token, method, path, body)
-	if err != nil || !slices.Contains(want, code) {
-		t.Fatalf("%s %s: %d %v %v, want %v", method, path, code, m, err, want)
-	}
-	return m
+	return c.must(t, r.token, method, path, body, want...)
 }
 
 // template creates the template's parents (once) and the template, whose source is a
@@ -167,11 +164,7 @@ func (r *jobsRig) templateProps(t *testing.T, c *child, tmpl string) pipeline.Te
 
 func (r *jobsRig) jobs(t *testing.T, c *child, state string) []jobs.Job {
 	t.Helper()
-	code, _, err := c.do(t, r.token, "GET", "/providers/Gild.Jobs/jobs", nil)
-	if err != nil || code != 200 {
-		t.Fatalf("GET jobs: %d %v", code, err)
-	}
-	req, _ := http.NewRequest("GET", "http://"+c.addr+"/providers/Gild.Jobs/jobs?api-version=2026-11-01&$top=500&state="+state, nil)
+	req, _ := http.NewRequest("GET", "http://"+c.addr+"/providers/Gild.Jobs/jobs?api-version="+api.Version+"&$top=500&state="+state, nil)
 	req.Header.Set("Authorization", "Bearer "+r.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -276,20 +269,7 @@ func TestTwoServersShareSchedules(t *testing.T) {
 	_ = servers
 }
 
-func runLogOf(r *jobsRig, c *child, id string) (int, string, error) {
-	req, err := http.NewRequest("GET", "http://"+c.addr+id+"/log?api-version=2026-11-01", nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
+func runLogOf(r *jobsRig, c *child, id string) (int, string, error) { return c.runLog(r.token, id) }
 
 // sumsServer serves a disk's sums file whose content the test changes.
 type sumsServer struct {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,6 +100,32 @@ func startChild(t *testing.T, dir string, env ...string) *child {
 		t.Fatal("the server did not start within 30 s")
 	}
 	return nil
+}
+
+// must calls the API and fails t unless the answer's status is one of want.
+func (c *child) must(t *testing.T, token, method, path string, body any, want ...int) map[string]any {
+	t.Helper()
+	code, m, err := c.do(t, token, method, path, body)
+	if err != nil || !slices.Contains(want, code) {
+		t.Fatalf("%s %s: %d %v %v, want %v", method, path, code, m, err, want)
+	}
+	return m
+}
+
+// runLog reads a run's log through the API.
+func (c *child) runLog(token, id string) (int, string, error) {
+	req, err := http.NewRequest("GET", "http://"+c.addr+id+"/log?api-version="+api.Version, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 func (c *child) do(t *testing.T, token, method, path string, body any) (int, map[string]any, error) {
